@@ -1,0 +1,1 @@
+"""Guidance, scheduler and the clip loop."""

@@ -1,0 +1,36 @@
+"""Shared test setup: CPU, one thread, fp32; where the read-only `../shared` material lives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def parity_dir() -> Path:
+    """HALLO_PARITY_DIR, or ../shared/parity beside the repository."""
+    env = os.environ.get("HALLO_PARITY_DIR")
+    return Path(env).resolve() if env else SHARED / "parity"
+
+
+@pytest.fixture(scope="session")
+def parity_path() -> Path:
+    path = parity_dir()
+    if not (path / "tiny_config.json").is_file():
+        pytest.skip(f"parity fixtures not found at {path} (set HALLO_PARITY_DIR to the fixture folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def net_keys_tsv() -> Path:
+    path = SHARED / "hallo_net_keys.tsv"
+    if not path.is_file():
+        pytest.skip(f"{path} not found: the official key list lives in ../shared beside the repository")
+    return path

@@ -1,0 +1,45 @@
+"""Tiny configurations of the real architecture for unit tests (no fixture files needed)."""
+
+from __future__ import annotations
+
+import torch
+
+from hallo_pipeline.config import (
+    AudioModuleConfig,
+    AudioProjConfig,
+    FaceLocatorConfig,
+    ImageProjConfig,
+    MotionModuleConfig,
+    NetConfig,
+    UNetConfig,
+)
+
+
+def tiny_config() -> NetConfig:
+    """Other numbers than the parity fixture's (first two widths differ, one layer per block)."""
+    return NetConfig(
+        unet=UNetConfig(block_out_channels=(32, 64, 64, 64), layers_per_block=1, attention_heads=4,
+                        cross_attention_dim=24, norm_num_groups=8),
+        motion=MotionModuleConfig(heads=4, max_frames=24),
+        audio=AudioModuleConfig(audio_dim=16, heads=4),
+        face_locator=FaceLocatorConfig(block_out_channels=(4, 8, 16, 16), embedding_channels=32),
+        imageproj=ImageProjConfig(embedding_dim=512, tokens=4, cross_attention_dim=24),
+        audioproj=AudioProjConfig(window=5, layers=12, channels=8, intermediate_dim=32, output_dim=16, tokens=4),
+    )
+
+
+def random_net(config: NetConfig | None = None, seed: int = 0):
+    """A HalloNet with every parameter random (also the ones the release zero-initialises)."""
+    from hallo_pipeline.models import HalloNet
+
+    torch.manual_seed(seed)
+    net = HalloNet(config or tiny_config())
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if p.ndim > 1:
+                p.normal_(0.0, (1.0 / p[0].numel()) ** 0.5)
+            elif name.endswith("weight"):
+                p.normal_(1.0, 0.1)
+            else:
+                p.normal_(0.0, 0.05)
+    return net.eval().requires_grad_(False)
