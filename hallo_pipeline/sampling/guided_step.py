@@ -50,32 +50,64 @@ def encode_identity(
     return IdentityConditioning(face_tokens, face_features, list(masks))
 
 
+def _run_reference(net: HalloNet, latents: torch.Tensor, contexts: torch.Tensor) -> list[torch.Tensor]:
+    banks = net.reference_unet(latents.to(contexts.dtype), contexts)
+    return [bank.to(REFERENCE_FEATURE_DTYPE) for bank in banks]
+
+
+def assemble_reference_layers(
+    image_rows: Sequence[torch.Tensor], motion_rows: Sequence[torch.Tensor], frames: int
+) -> list[ReferenceLayer]:
+    """Pair each layer's reference-image rows (2, HW, C) and motion rows (2, 2, HW, C).
+
+    The cond frame at CFG batch row k (rows F..2F-1) attends to image row 0 (the copy run with
+    the uncond context) when k is even and to row 1 (cond context) when k is odd.
+    """
+    index = torch.arange(frames, 2 * frames, device=image_rows[0].device) % 2
+    return [
+        ReferenceLayer(tokens=ReferenceTokens(tokens=image, index=index), motion=motion)
+        for image, motion in zip(image_rows, motion_rows)
+    ]
+
+
+@torch.no_grad()
+def reference_image_features(net: HalloNet, ref_latent: torch.Tensor, face_tokens: torch.Tensor) -> list[torch.Tensor]:
+    """Per layer (2, HW, C): the reference image seen with the [uncond, cond] context.
+
+    Depends only on the portrait, so it is computed once per identity.
+    """
+    return _run_reference(net, ref_latent.reshape(1, *ref_latent.shape[-3:]).expand(2, -1, -1, -1), face_tokens)
+
+
+@torch.no_grad()
+def motion_frame_features(net: HalloNet, motion_latents: torch.Tensor, face_tokens: torch.Tensor) -> list[torch.Tensor]:
+    """Per layer (2, 2, HW, C): motion frames [m1, m2] for the uncond half, then for the cond half.
+
+    Context-tiling quirk: the release pairs [m1, m2, m1, m2] with contexts [c, u, u, c].
+    """
+    u, c = face_tokens[:1], face_tokens[1:]
+    rows = motion_latents.repeat(2, 1, 1, 1)
+    banks = _run_reference(net, rows, torch.cat([c, u, u, c]))
+    return [bank.reshape(2, 2, *bank.shape[1:]) for bank in banks]
+
+
 @torch.no_grad()
 def reference_layers(
     net: HalloNet, ref_latents: torch.Tensor, face_tokens: torch.Tensor, frames: int
 ) -> list[ReferenceLayer]:
-    """Run the ReferenceNet once for a clip and hand each denoiser layer its tokens.
+    """The release's order: one ReferenceNet pass per clip over all six rows.
 
     ref_latents: (3, 4, h, w) = [reference image, motion frame 1, motion frame 2] (scaled VAE means).
-    The release runs six rows [r, m1, m2, r, m1, m2] against contexts tiled [u, c, u, c, u, c]
-    (so the reference image is seen once with each context, the motion frames crosswise); the
-    cond frame at CFG batch row k attends to row 0 (k even) or row 3 (k odd); the motion
-    modules get rows 1-2 (uncond half) and 4-5 (cond half).
+    Rows [r, m1, m2, r, m1, m2] run against contexts tiled [u, c, u, c, u, c]; the cond half's
+    spatial attention reads rows 0/3, the motion modules read rows 1-2 (uncond) and 4-5 (cond).
+    Equal to `reference_image_features` + `motion_frame_features`, which split the same rows so
+    the image rows can be cached.
     """
     rows = ref_latents.repeat(2, 1, 1, 1)
-    contexts = face_tokens.repeat(3, 1, 1)  # context-tiling quirk: [u, c, u, c, u, c]
-    banks = net.reference_unet(rows.to(face_tokens.dtype), contexts)
-    index = torch.arange(frames, 2 * frames, device=rows.device) % 2
-    layers = []
-    for bank in banks:
-        bank = bank.to(REFERENCE_FEATURE_DTYPE)
-        layers.append(
-            ReferenceLayer(
-                tokens=ReferenceTokens(tokens=bank[[0, 3]], index=index),
-                motion=torch.stack([bank[[1, 2]], bank[[4, 5]]]),
-            )
-        )
-    return layers
+    banks = _run_reference(net, rows, face_tokens.repeat(3, 1, 1))  # context-tiling quirk
+    image = [bank[[0, 3]] for bank in banks]
+    motion = [torch.stack([bank[[1, 2]], bank[[4, 5]]]) for bank in banks]
+    return assemble_reference_layers(image, motion, frames)
 
 
 @torch.no_grad()

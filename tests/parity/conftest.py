@@ -111,3 +111,10 @@ def tiny_net(parity_path: Path, tiny_config):
     from hallo_pipeline.checkpoint import load_net
 
     return load_net(parity_path / "models" / "net.pth", config=tiny_config)
+
+
+@pytest.fixture(scope="session")
+def tiny_codec(parity_path: Path):
+    from hallo_pipeline.vae import LatentCodec, load_vae
+
+    return LatentCodec(load_vae(parity_path / "models" / "vae"))

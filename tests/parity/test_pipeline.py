@@ -1,9 +1,31 @@
-"""Parity case `pipeline` (generation, issue #4)."""
+"""Parity case `pipeline`: Hallo (v1) generation: clip loop, motion frames, DDIM, VAE decode."""
+
+from __future__ import annotations
 
 import pytest
 
+from tests.parity.conftest import case
+from tests.parity.pipeline_cases import check_forced, check_free, forced_names, forced_run, free_names, free_run
+
+CASE = case("pipeline")
 pytestmark = pytest.mark.parity
 
 
-def test_pipeline() -> None:
-    pytest.skip("the pipeline parity case arrives with issue #4 (generation)")
+@pytest.fixture(scope="module")
+def free(tiny_net, tiny_codec):
+    return free_run(CASE, tiny_net, tiny_codec)
+
+
+@pytest.fixture(scope="module")
+def forced(tiny_net, tiny_codec):
+    return forced_run(CASE, tiny_net, tiny_codec)
+
+
+@pytest.mark.parametrize("name", free_names(CASE))
+def test_pipeline(name: str, free: dict) -> None:
+    check_free(CASE, free, name)
+
+
+@pytest.mark.parametrize("name", forced_names(CASE))
+def test_pipeline_teacher_forced(name: str, forced: dict) -> None:
+    check_forced(CASE, forced, name)

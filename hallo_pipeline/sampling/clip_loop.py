@@ -1,0 +1,199 @@
+"""The clip loop: F new frames at a time, each clip conditioned on the previous clip's last frames.
+
+Hallo (v1, SPEC §9): clip 0's motion frames are the reference image twice; clip c > 0 uses the
+last two *decoded* frames of clip c-1 (floats in [0, 1] -> [-1, 1], not quantised), re-encoded
+by the VAE. Hallo2 (SPEC §10) additionally drops motion-frame pixels at random outside the face
+box. Noise comes from one seeded CPU generator in clip order, so the same seed gives the same
+video on any device, and a run can start at any clip (`MotionContext`) and still match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+
+from ..config import RegionWeights
+from ..errors import Cancelled
+from ..models import HalloNet
+from ..vae import LatentCodec
+from .guided_step import (
+    IdentityConditioning,
+    assemble_reference_layers,
+    guided_denoise_step,
+    motion_frame_features,
+    reference_image_features,
+    reference_layers,
+)
+from .scheduler import make_scheduler
+
+MOTION_FRAMES = 2  # the released weights were trained with two motion frames
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    steps: int = 40
+    guidance_scale: float = 3.5
+    weights: RegionWeights = field(default_factory=RegionWeights)
+    seed: int = 42
+    clip_length: int = 16
+    # Hallo2: probability that a motion-frame pixel outside the face region is dropped (0.25); 0 = Hallo.
+    motion_drop_rate: float = 0.0
+    # Compute the reference image's ReferenceNet rows once per portrait instead of every clip
+    # (False reproduces the release's order of work, for benchmarks).
+    cache_reference: bool = True
+
+    def __post_init__(self) -> None:
+        if self.clip_length < 1:
+            raise ValueError(f"clip_length must be at least 1 (got {self.clip_length})")
+        if not 0.0 <= self.motion_drop_rate < 1.0:
+            raise ValueError(f"motion_drop_rate must be in [0, 1) (got {self.motion_drop_rate})")
+
+
+@dataclass
+class MotionContext:
+    """Where generation stopped: enough to continue with the next clip exactly."""
+
+    next_clip: int = 0
+    frames: torch.Tensor | None = None  # (2, 3, H, W) last two decoded frames in [0, 1], on the CPU
+
+
+@dataclass(frozen=True)
+class Progress:
+    clip: int  # index of the clip being sampled (absolute)
+    clips: int  # clips in this run
+    step: int  # steps done in this clip (1..steps)
+    steps: int
+    done: int  # steps done in this run
+    total: int  # steps in this run
+
+
+@dataclass
+class ClipInputs:
+    """What stays the same for every clip of one video."""
+
+    identity: IdentityConditioning
+    reference_image: torch.Tensor  # (3, H, W) in [-1, 1]
+    face_region: torch.Tensor  # (3, H, W) in [0, 1]: FaceLocator input, also the Hallo2 keep-region
+    audio_features: torch.Tensor  # (padded_frames, window, layers, channels), padded to whole clips
+
+
+def _draw_clip_randomness(
+    generator: torch.Generator, settings: SamplerSettings, image_hw: tuple[int, int], latent_shape: tuple[int, ...]
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The release's draw order per clip: Hallo2's drop map (H, W) first, then the initial noise."""
+    drop = torch.rand(image_hw, generator=generator) if settings.motion_drop_rate > 0 else None
+    noise = torch.randn(latent_shape, generator=generator)
+    return drop, noise
+
+
+def motion_keep_mask(drop_rand: torch.Tensor, face_region: torch.Tensor, rate: float) -> torch.Tensor:
+    """Hallo2: keep a pixel where the random draw exceeds `rate` or the face region is non-zero."""
+    return (drop_rand > rate) | (face_region[0] > 0)
+
+
+class ClipSampler:
+    """Samples clips one after another and yields each clip's decoded frames (on the CPU)."""
+
+    def __init__(
+        self,
+        net: HalloNet,
+        codec: LatentCodec,
+        settings: SamplerSettings,
+        progress: Callable[[Progress], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        trace: Callable[[str, torch.Tensor], None] | None = None,
+    ):
+        """`trace(name, tensor)`, when given, sees the intermediate tensors under the names the
+        parity fixtures use (`clip{c}.initial_noise`, `clip{c}.step{j}.model_output`, ...)."""
+        self.net, self.codec, self.settings = net, codec, settings
+        self.progress, self.should_cancel = progress, should_cancel
+        self.trace = trace or (lambda name, tensor: None)
+        self.scheduler = make_scheduler(settings.steps)
+        self._image_rows: tuple[int, list[torch.Tensor]] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.net.denoising_unet.conv_in.weight.device
+
+    def num_clips(self, inputs: ClipInputs) -> int:
+        return inputs.audio_features.shape[0] // self.settings.clip_length
+
+    def _check_cancel(self) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise Cancelled("generation was cancelled")
+
+    def _reference(self, inputs: ClipInputs, motion: torch.Tensor) -> list:
+        frames = self.settings.clip_length
+        face_tokens = inputs.identity.face_tokens
+        if not self.settings.cache_reference:
+            latents = self.codec.encode(torch.cat([inputs.reference_image[None], motion]))
+            return reference_layers(self.net, latents, face_tokens, frames)
+        key = id(inputs)
+        if self._image_rows is None or self._image_rows[0] != key:
+            ref_latent = self.codec.encode(inputs.reference_image[None])
+            self._image_rows = (key, reference_image_features(self.net, ref_latent, face_tokens))
+        motion_rows = motion_frame_features(self.net, self.codec.encode(motion), face_tokens)
+        return assemble_reference_layers(self._image_rows[1], motion_rows, frames)
+
+    def run(
+        self, inputs: ClipInputs, clips: range | None = None, context: MotionContext | None = None
+    ) -> Iterator[tuple[torch.Tensor, MotionContext]]:
+        """Yield (frames (F, 3, H, W) in [0, 1], context after this clip) for each clip in `clips`.
+
+        `context` must be the one returned after clip `clips.start - 1` (None when starting at 0).
+        """
+        s = self.settings
+        total_clips = self.num_clips(inputs)
+        clips = clips if clips is not None else range(total_clips)
+        context = context or MotionContext()
+        if clips.start != context.next_clip:
+            raise ValueError(f"segment starts at clip {clips.start} but the motion context continues clip {context.next_clip}")
+        if clips.stop > total_clips:
+            raise ValueError(f"clip range {clips} goes past the audio's {total_clips} clips")
+        _, height, width = inputs.reference_image.shape
+        latent_shape = (1, self.net.config.unet.in_channels, s.clip_length, height // 8, width // 8)
+
+        generator = torch.Generator("cpu").manual_seed(s.seed)
+        for _ in range(clips.start):  # replay earlier clips' draws so a resumed run matches
+            _draw_clip_randomness(generator, s, (height, width), latent_shape)
+
+        dtype = self.net.denoising_unet.conv_in.weight.dtype
+        total = len(clips) * s.steps
+        done = 0
+        for clip in clips:
+            self._check_cancel()
+            if context.frames is None:
+                motion = inputs.reference_image[None].expand(MOTION_FRAMES, -1, -1, -1)
+            else:
+                motion = context.frames * 2 - 1
+            drop_rand, noise = _draw_clip_randomness(generator, s, (height, width), latent_shape)
+            trace = lambda name, tensor: self.trace(f"clip{clip}.{name}", tensor)  # noqa: E731
+            trace("initial_noise", noise)
+            if drop_rand is not None:
+                keep = motion_keep_mask(drop_rand, inputs.face_region, s.motion_drop_rate)
+                trace("drop_rand", drop_rand)
+                trace("drop_keep", keep)
+                motion = motion * keep
+            trace("ref_image", torch.cat([inputs.reference_image[None], motion])[None])
+            reference = self._reference(inputs, motion)
+            features = inputs.audio_features[clip * s.clip_length : (clip + 1) * s.clip_length]
+            audio_tokens = self.net.audioproj(features[None].to(self.device, dtype))
+            trace("audio_tokens", audio_tokens)
+            latents = noise.to(self.device) * self.scheduler.init_noise_sigma
+            for j, t in enumerate(self.scheduler.timesteps):
+                self._check_cancel()
+                out = guided_denoise_step(
+                    self.net, latents, t, inputs.identity, audio_tokens, reference, s.guidance_scale, s.weights
+                )
+                latents = self.scheduler.step(out.guided.float(), t, latents, eta=0.0).prev_sample
+                trace(f"step{j}.model_output", out.guided)
+                trace(f"step{j}.latents", latents)
+                done += 1
+                if self.progress is not None:
+                    self.progress(Progress(clip, len(clips), j + 1, s.steps, done, total))
+            trace("final_latents", latents)
+            frames = self.codec.decode(latents[0].transpose(0, 1))
+            context = MotionContext(next_clip=clip + 1, frames=frames[-MOTION_FRAMES:].clone())
+            yield frames, context
