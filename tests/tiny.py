@@ -43,3 +43,16 @@ def random_net(config: NetConfig | None = None, seed: int = 0):
             else:
                 p.normal_(0.0, 0.05)
     return net.eval().requires_grad_(False)
+
+
+def tiny_vae(seed: int = 0):
+    """A random diffusers AutoencoderKL with the real block structure (8x down), small widths."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1, norm_num_groups=4, sample_size=64,
+    )
+    return vae.eval().requires_grad_(False)

@@ -1,0 +1,110 @@
+"""The clip loop's contracts: resumable segments, cancel, seeded draw order, Hallo2 drop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hallo_pipeline.config import RegionWeights
+from hallo_pipeline.errors import Cancelled
+from hallo_pipeline.models import RegionMasks
+from hallo_pipeline.sampling.clip_loop import ClipInputs, ClipSampler, MotionContext, SamplerSettings
+from hallo_pipeline.sampling.guided_step import encode_identity
+from hallo_pipeline.vae import LatentCodec
+from tests.tiny import random_net, tiny_config, tiny_vae
+
+SIZE, CLIP = 64, 3
+
+
+@pytest.fixture(scope="module")
+def parts():
+    net = random_net(tiny_config(), seed=3)
+    codec = LatentCodec(tiny_vae(), decode_batch=2)
+    g = torch.Generator().manual_seed(0)
+    masks = [RegionMasks(*(torch.rand((SIZE // 8 >> i) ** 2, generator=g) for _ in range(3))) for i in range(4)]
+    face_region = torch.zeros(3, SIZE, SIZE)
+    face_region[:, 16:48, 20:44] = 1.0
+    identity = encode_identity(net, torch.randn(1, 512, generator=g), face_region[None], masks)
+    ap = net.config.audioproj
+    inputs = ClipInputs(
+        identity=identity,
+        reference_image=torch.rand(3, SIZE, SIZE, generator=g) * 2 - 1,
+        face_region=face_region,
+        audio_features=torch.randn(4 * CLIP, ap.window, ap.layers, ap.channels, generator=g),
+    )
+    return net, codec, inputs
+
+
+def _settings(**kw) -> SamplerSettings:
+    return SamplerSettings(**{"steps": 2, "clip_length": CLIP, "seed": 7, "weights": RegionWeights(1, 1, 1), **kw})
+
+
+def test_segments_stitch_to_the_uninterrupted_run(parts) -> None:
+    net, codec, inputs = parts
+    whole = torch.cat([f for f, _ in ClipSampler(net, codec, _settings()).run(inputs)])
+    assert whole.shape == (4 * CLIP, 3, SIZE, SIZE)
+    first = list(ClipSampler(net, codec, _settings()).run(inputs, range(0, 2)))
+    context = first[-1][1]
+    assert context.next_clip == 2 and context.frames.shape == (2, 3, SIZE, SIZE)
+    # a fresh sampler (another run, another process) continues from the context alone
+    second = list(ClipSampler(net, codec, _settings()).run(inputs, range(2, 4), context=context))
+    stitched = torch.cat([f for f, _ in first + second])
+    torch.testing.assert_close(stitched, whole, rtol=0, atol=1e-6)
+
+
+def test_segment_needs_the_matching_context(parts) -> None:
+    net, codec, inputs = parts
+    with pytest.raises(ValueError, match="continues clip 0"):
+        next(ClipSampler(net, codec, _settings()).run(inputs, range(2, 4)))
+    with pytest.raises(ValueError, match="goes past the audio's 4 clips"):
+        next(ClipSampler(net, codec, _settings()).run(inputs, range(0, 5)))
+
+
+def test_cancel_stops_mid_clip(parts) -> None:
+    net, codec, inputs = parts
+    seen = []
+    sampler = ClipSampler(net, codec, _settings(), progress=seen.append, should_cancel=lambda: len(seen) >= 3)
+    produced = []
+    with pytest.raises(Cancelled):
+        for frames, _ in sampler.run(inputs):
+            produced.append(frames)
+    assert len(seen) == 3 and len(produced) == 1  # clip 0 done, clip 1 stopped after one step
+    assert [(p.clip, p.step, p.done, p.total) for p in seen] == [(0, 1, 1, 8), (0, 2, 2, 8), (1, 1, 3, 8)]
+
+
+def test_noise_comes_from_one_seeded_generator_in_clip_order(parts) -> None:
+    net, codec, inputs = parts
+    traced = {}
+    sampler = ClipSampler(net, codec, _settings(motion_drop_rate=0.25), trace=lambda n, t: traced.__setitem__(n, t))
+    list(sampler.run(inputs))
+    g = torch.Generator().manual_seed(7)
+    for c in range(4):
+        drop = torch.rand(SIZE, SIZE, generator=g)
+        noise = torch.randn(1, 4, CLIP, SIZE // 8, SIZE // 8, generator=g)
+        assert torch.equal(traced[f"clip{c}.drop_rand"], drop)
+        assert torch.equal(traced[f"clip{c}.initial_noise"], noise)
+        keep = traced[f"clip{c}.drop_keep"]
+        assert torch.equal(keep, (drop > 0.25) | (inputs.face_region[0] > 0))
+        assert keep[16:48, 20:44].all() and 0.6 < keep.float().mean() < 0.9
+        motion = traced[f"clip{c}.ref_image"][0, 1:]
+        assert (motion[:, :, ~keep] == 0).all(), "dropped pixels become 0 (mid-grey) in both motion frames"
+
+
+def test_hallo_v1_draws_no_drop_map(parts) -> None:
+    net, codec, inputs = parts
+    traced = {}
+    list(ClipSampler(net, codec, _settings(), trace=lambda n, t: traced.__setitem__(n, t)).run(inputs, range(0, 1)))
+    g = torch.Generator().manual_seed(7)
+    assert torch.equal(traced["clip0.initial_noise"], torch.randn(1, 4, CLIP, SIZE // 8, SIZE // 8, generator=g))
+    assert "clip0.drop_rand" not in traced
+    assert torch.equal(traced["clip0.ref_image"][0, 1], inputs.reference_image)
+
+
+def test_cached_reference_rows_match_the_release_order(parts) -> None:
+    net, codec, inputs = parts
+    cached = torch.cat([f for f, _ in ClipSampler(net, codec, _settings(cache_reference=True)).run(inputs)])
+    release = torch.cat([f for f, _ in ClipSampler(net, codec, _settings(cache_reference=False)).run(inputs)])
+    # Same rows, other batching: fp16 roundings of the features may flip, and clip to clip that
+    # drifts the way the fixture README describes; the first clip is tight, the rest loose.
+    torch.testing.assert_close(cached[:CLIP], release[:CLIP], rtol=0, atol=2e-3)
+    torch.testing.assert_close(cached, release, rtol=0, atol=4e-2)
