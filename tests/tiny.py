@@ -31,18 +31,9 @@ def tiny_config() -> NetConfig:
 def random_net(config: NetConfig | None = None, seed: int = 0):
     """A HalloNet with every parameter random (also the ones the release zero-initialises)."""
     from hallo_pipeline.models import HalloNet
+    from hallo_pipeline.testing.tiny_models import random_init
 
-    torch.manual_seed(seed)
-    net = HalloNet(config or tiny_config())
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if p.ndim > 1:
-                p.normal_(0.0, (1.0 / p[0].numel()) ** 0.5)
-            elif name.endswith("weight"):
-                p.normal_(1.0, 0.1)
-            else:
-                p.normal_(0.0, 0.05)
-    return net.eval().requires_grad_(False)
+    return random_init(HalloNet(config or tiny_config()), seed).eval().requires_grad_(False)
 
 
 def tiny_vae(seed: int = 0):

@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 import torch
 
 from ..config import RegionWeights
+from ..devices import Placement
 from ..errors import Cancelled
 from ..models import HalloNet
 from ..vae import LatentCodec
@@ -77,6 +78,8 @@ class ClipInputs:
     reference_image: torch.Tensor  # (3, H, W) in [-1, 1]
     face_region: torch.Tensor  # (3, H, W) in [0, 1]: FaceLocator input, also the Hallo2 keep-region
     audio_features: torch.Tensor  # (padded_frames, window, layers, channels), padded to whole clips
+    # ReferenceNet rows of the portrait (`reference_image_features`); filled on first use when None.
+    image_rows: list[torch.Tensor] | None = None
 
 
 def _draw_clip_randomness(
@@ -104,14 +107,16 @@ class ClipSampler:
         progress: Callable[[Progress], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
         trace: Callable[[str, torch.Tensor], None] | None = None,
+        placement: Placement | None = None,
     ):
         """`trace(name, tensor)`, when given, sees the intermediate tensors under the names the
-        parity fixtures use (`clip{c}.initial_noise`, `clip{c}.step{j}.model_output`, ...)."""
+        parity fixtures use (`clip{c}.initial_noise`, `clip{c}.step{j}.model_output`, ...).
+        `placement` brings the VAE and the ReferenceNet to the GPU only while they work."""
         self.net, self.codec, self.settings = net, codec, settings
+        self.placement = placement or Placement(self.device)
         self.progress, self.should_cancel = progress, should_cancel
         self.trace = trace or (lambda name, tensor: None)
         self.scheduler = make_scheduler(settings.steps)
-        self._image_rows: tuple[int, list[torch.Tensor]] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -125,17 +130,20 @@ class ClipSampler:
             raise Cancelled("generation was cancelled")
 
     def _reference(self, inputs: ClipInputs, motion: torch.Tensor) -> list:
+        with self.placement.use(self.codec.vae, self.net.reference_unet):
+            return self._reference_on_device(inputs, motion)
+
+    def _reference_on_device(self, inputs: ClipInputs, motion: torch.Tensor) -> list:
         frames = self.settings.clip_length
         face_tokens = inputs.identity.face_tokens
         if not self.settings.cache_reference:
             latents = self.codec.encode(torch.cat([inputs.reference_image[None], motion]))
             return reference_layers(self.net, latents, face_tokens, frames)
-        key = id(inputs)
-        if self._image_rows is None or self._image_rows[0] != key:
+        if inputs.image_rows is None:
             ref_latent = self.codec.encode(inputs.reference_image[None])
-            self._image_rows = (key, reference_image_features(self.net, ref_latent, face_tokens))
+            inputs.image_rows = reference_image_features(self.net, ref_latent, face_tokens)
         motion_rows = motion_frame_features(self.net, self.codec.encode(motion), face_tokens)
-        return assemble_reference_layers(self._image_rows[1], motion_rows, frames)
+        return assemble_reference_layers(inputs.image_rows, motion_rows, frames)
 
     def run(
         self, inputs: ClipInputs, clips: range | None = None, context: MotionContext | None = None
@@ -194,6 +202,7 @@ class ClipSampler:
                 if self.progress is not None:
                     self.progress(Progress(clip, len(clips), j + 1, s.steps, done, total))
             trace("final_latents", latents)
-            frames = self.codec.decode(latents[0].transpose(0, 1))
+            with self.placement.use(self.codec.vae):
+                frames = self.codec.decode(latents[0].transpose(0, 1))
             context = MotionContext(next_clip=clip + 1, frames=frames[-MOTION_FRAMES:].clone())
             yield frames, context

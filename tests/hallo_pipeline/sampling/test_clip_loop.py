@@ -101,10 +101,25 @@ def test_hallo_v1_draws_no_drop_map(parts) -> None:
 
 
 def test_cached_reference_rows_match_the_release_order(parts) -> None:
+    from hallo_pipeline.sampling.guided_step import (
+        assemble_reference_layers,
+        motion_frame_features,
+        reference_image_features,
+        reference_layers,
+    )
+
     net, codec, inputs = parts
-    cached = torch.cat([f for f, _ in ClipSampler(net, codec, _settings(cache_reference=True)).run(inputs)])
-    release = torch.cat([f for f, _ in ClipSampler(net, codec, _settings(cache_reference=False)).run(inputs)])
-    # Same rows, other batching: fp16 roundings of the features may flip, and clip to clip that
-    # drifts the way the fixture README describes; the first clip is tight, the rest loose.
-    torch.testing.assert_close(cached[:CLIP], release[:CLIP], rtol=0, atol=2e-3)
-    torch.testing.assert_close(cached, release, rtol=0, atol=4e-2)
+    latents = torch.randn(3, 4, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(1))
+    tokens = inputs.identity.face_tokens
+    release = reference_layers(net, latents, tokens, CLIP)
+    split = assemble_reference_layers(
+        reference_image_features(net, latents[:1], tokens), motion_frame_features(net, latents[1:], tokens), CLIP
+    )
+    for a, b in zip(release, split):
+        # same rows, other batching: at most a rounding flip of the float16 features
+        torch.testing.assert_close(a.tokens.tokens.float(), b.tokens.tokens.float(), rtol=2e-3, atol=2e-3)
+        torch.testing.assert_close(a.motion.float(), b.motion.float(), rtol=2e-3, atol=2e-3)
+        assert torch.equal(a.tokens.index, b.tokens.index)
+    cached = next(ClipSampler(net, codec, _settings(cache_reference=True)).run(inputs))[0]
+    uncached = next(ClipSampler(net, codec, _settings(cache_reference=False)).run(inputs))[0]
+    torch.testing.assert_close(cached, uncached, rtol=0, atol=2e-3)

@@ -1,0 +1,203 @@
+"""`HalloPipeline`: the one object every node and the command line wrap.
+
+It holds the loaded networks and runs the stages of a generation, each cacheable on its own:
+
+1. `analyze_face(image)`        -> FaceAnalysis     (landmarks, masks, identity; once per portrait)
+2. `encode_audio(waveform, sr)` -> AudioFeatures    (wav2vec2 windows; once per audio)
+3. `prepare_reference(face)`    -> PreparedReference (face tokens, FaceLocator, ReferenceNet rows)
+4. `sample(reference, audio)`   -> FrameSegment     (the clip loop; any frame range, resumable)
+5. `animate(image, audio, out)`  runs 1-4 and streams the frames into an mp4 with the audio.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from .config import RunConfig
+from .devices import Placement, resolve_device, resolve_dtype
+from .errors import InputError
+from .model_files import ModelFiles, locate
+from .models import HalloNet
+from .sampling.clip_loop import ClipInputs, ClipSampler, MotionContext, Progress, SamplerSettings
+from .sampling.guided_step import IdentityConditioning, encode_identity
+
+HALLO2_MOTION_DROP = 0.25  # SPEC §10
+HALLO2_AUDIO_CHUNK_SECONDS = 60.0
+
+
+@dataclass
+class PreparedReference:
+    """Everything the sampler needs from the portrait (node type HALLO_REFERENCE)."""
+
+    identity: IdentityConditioning
+    reference_image: torch.Tensor  # (3, S, S) in [-1, 1], CPU
+    face_region: torch.Tensor  # (3, S, S) in [0, 1], CPU
+    image_rows: list[torch.Tensor] | None = None  # ReferenceNet rows, filled by the first clip
+
+    @property
+    def image_size(self) -> int:
+        return self.reference_image.shape[-1]
+
+
+@dataclass
+class FrameSegment:
+    """A run of generated frames (node type HALLO_FRAMES)."""
+
+    frames: torch.Tensor  # (N, 3, S, S) float32 in [0, 1], CPU
+    start_frame: int  # index of frames[0] in the whole video
+    total_frames: int  # frames the whole audio needs (its true length, 25 fps)
+    fps: int
+    context: MotionContext  # continue the next segment from here
+
+    @property
+    def end_frame(self) -> int:
+        return self.start_frame + self.frames.shape[0]
+
+
+def clip_range_for_frames(start_frame: int, end_frame: int, clip_length: int) -> range:
+    if start_frame % clip_length:
+        raise InputError(
+            f"start_frame {start_frame} is not a multiple of the clip length {clip_length}; "
+            f"segments start at clip boundaries (0, {clip_length}, {2 * clip_length}, ...)"
+        )
+    return range(start_frame // clip_length, math.ceil(end_frame / clip_length))
+
+
+class HalloPipeline:
+    def __init__(
+        self,
+        net: HalloNet,
+        vae,
+        files: ModelFiles | None = None,
+        device: torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        low_vram: bool = False,
+        run: RunConfig | None = None,
+    ):
+        from .vae import LatentCodec
+
+        self.files = files
+        self.device = device or torch.device("cpu")
+        self.dtype = dtype
+        self.run = run or RunConfig()
+        offload = torch.device("cpu") if low_vram and self.device.type != "cpu" else None
+        self.placement = Placement(self.device, offload)
+        self.net = net
+        self.codec = LatentCodec(vae, self.run.vae_scaling_factor)
+        # Parts that only work now and then wait off the GPU in low-VRAM mode.
+        self.placement.home(self.codec.vae)
+        self.placement.home(self.net.reference_unet)
+        self._audio_encoder = None
+        self._face_analyzer = None
+
+    @property
+    def variant(self) -> str:
+        return self.files.variant if self.files is not None else "hallo"
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        variant: str = "auto",
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        low_vram: bool = False,
+    ) -> "HalloPipeline":
+        """Load the net and VAE of a model folder in the official layout (face and audio models load on first use)."""
+        from .checkpoint import load_net
+        from .vae import load_vae
+
+        files = locate(model_dir, variant)
+        files.require("vae")
+        device = resolve_device(device)
+        dtype = resolve_dtype(dtype, device)
+        net = load_net(files.net, dtype=dtype, device=device)
+        vae = load_vae(files.vae, device=device, dtype=dtype)
+        return cls(net, vae, files=files, device=device, dtype=dtype, low_vram=low_vram)
+
+    # ------------------------------------------------------------------------------------------
+    # 3. reference
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def prepare_reference(self, face) -> PreparedReference:
+        """Face tokens, FaceLocator features and token masks of an analysed portrait."""
+        identity = encode_identity(
+            self.net, torch.as_tensor(face.embedding).reshape(1, -1), face.face_region[None], face.masks
+        )
+        return PreparedReference(identity, face.reference_image.float().cpu(), face.face_region.float().cpu())
+
+    # ------------------------------------------------------------------------------------------
+    # 4. sampling
+    # ------------------------------------------------------------------------------------------
+    def settings(self, mode: str = "auto", **kwargs) -> SamplerSettings:
+        """Sampler settings; mode "hallo2" (or "auto" with Hallo2 weights) drops motion-frame pixels."""
+        if mode not in ("auto", "hallo", "hallo2"):
+            raise InputError(f"mode {mode!r} is unknown; use auto, hallo or hallo2")
+        hallo2 = mode == "hallo2" or (mode == "auto" and self.variant == "hallo2")
+        kwargs.setdefault("clip_length", self.run.clip_length)
+        return SamplerSettings(motion_drop_rate=HALLO2_MOTION_DROP if hallo2 else 0.0, **kwargs)
+
+    def iter_clips(
+        self,
+        reference: PreparedReference,
+        audio,
+        settings: SamplerSettings,
+        start_frame: int = 0,
+        end_frame: int | None = None,
+        context: MotionContext | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> Iterator[tuple[torch.Tensor, MotionContext, int]]:
+        """Yield (frames, context after them, index of their first frame), trimmed to the audio."""
+        total = audio.frames
+        end_frame = total if end_frame is None else min(end_frame, total)
+        if not 0 <= start_frame < end_frame:
+            raise InputError(f"frame range {start_frame}..{end_frame} is empty; the audio has {total} frames")
+        if audio.features.shape[0] % settings.clip_length:
+            raise InputError(
+                f"the audio features hold {audio.features.shape[0]} frames, not a multiple of the clip length "
+                f"{settings.clip_length}; embed the audio with the clip length the sampler uses"
+            )
+        if reference.image_size % 64:
+            raise InputError(f"image size {reference.image_size} must be a multiple of 64")
+        clips = clip_range_for_frames(start_frame, end_frame, settings.clip_length)
+        inputs = ClipInputs(
+            identity=reference.identity,
+            reference_image=reference.reference_image,
+            face_region=reference.face_region,
+            audio_features=audio.features,
+            image_rows=reference.image_rows,
+        )
+        sampler = ClipSampler(self.net, self.codec, settings, progress, should_cancel, placement=self.placement)
+        first = clips.start * settings.clip_length
+        for frames, ctx in sampler.run(inputs, clips, context):
+            reference.image_rows = inputs.image_rows  # keep the per-portrait rows for the next run
+            keep = min(frames.shape[0], end_frame - first)
+            yield frames[:keep], ctx, first
+            first += frames.shape[0]
+
+    def sample(self, reference: PreparedReference, audio, settings: SamplerSettings, **kwargs) -> FrameSegment:
+        """All frames of a frame range (default: the whole audio) in memory."""
+        parts, context, start = [], None, None
+        for frames, context, first in self.iter_clips(reference, audio, settings, **kwargs):
+            start = first if start is None else start
+            parts.append(frames)
+        return FrameSegment(torch.cat(parts), start, audio.frames, self.run.fps, context)
+
+
+def stitch(segments: list[FrameSegment]) -> torch.Tensor:
+    """Concatenate segments in frame order; they must tile the range without gaps or overlaps."""
+    if not segments:
+        raise InputError("no frame segments to stitch")
+    ordered = sorted(segments, key=lambda s: s.start_frame)
+    for a, b in zip(ordered, ordered[1:]):
+        if b.start_frame != a.end_frame:
+            raise InputError(
+                f"segments do not join: one ends at frame {a.end_frame}, the next starts at {b.start_frame}"
+            )
+    return torch.cat([s.frames for s in ordered])

@@ -1,0 +1,109 @@
+"""A complete model folder in the official layout with tiny random weights (`make-tiny-models`).
+
+Same architectures and files as the real ones, so every loading and inference code path runs
+end to end in seconds on a CPU; the output is noise, which is all a test needs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..config import (
+    AudioModuleConfig,
+    AudioProjConfig,
+    FaceLocatorConfig,
+    ImageProjConfig,
+    MotionModuleConfig,
+    NetConfig,
+    UNetConfig,
+)
+
+WAV2VEC_HIDDEN = 32
+
+
+def tiny_net_config() -> NetConfig:
+    """The parity fixtures' tiny sizes (SD-1.5 layout with small widths)."""
+    return NetConfig(
+        unet=UNetConfig(block_out_channels=(32, 32, 64, 64), cross_attention_dim=32, norm_num_groups=16),
+        motion=MotionModuleConfig(),
+        audio=AudioModuleConfig(audio_dim=32),
+        face_locator=FaceLocatorConfig(block_out_channels=(4, 8, 16, 32), embedding_channels=32),
+        imageproj=ImageProjConfig(cross_attention_dim=32),
+        audioproj=AudioProjConfig(channels=WAV2VEC_HIDDEN, intermediate_dim=64, output_dim=32, tokens=8),
+    )
+
+
+@torch.no_grad()
+def random_init(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Every parameter random, also those the release zero-initialises, so each one matters:
+    matrices ~ N(0, 1/fan_in), norm scales ~ 1 + N(0, 0.1^2), biases ~ N(0, 0.05^2)."""
+    generator = torch.Generator().manual_seed(seed)
+    for name, p in module.named_parameters():
+        if p.ndim > 1:
+            values = torch.randn(p.shape, generator=generator) * (1.0 / p[0].numel()) ** 0.5
+        elif name.endswith("weight"):
+            values = 1.0 + 0.1 * torch.randn(p.shape, generator=generator)
+        else:
+            values = 0.05 * torch.randn(p.shape, generator=generator)
+        p.copy_(values)
+    return module
+
+
+def write_tiny_net(folder: Path, seed: int, config: NetConfig | None = None) -> Path:
+    """`net.pth` (float16 like the release) and the `config.json` for the settings shapes can't tell."""
+    from ..models import HalloNet
+
+    config = config or tiny_net_config()
+    net = random_init(HalloNet(config), seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.half() for k, v in net.state_dict().items()}, folder / "net.pth")
+    (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    return folder / "net.pth"
+
+
+def write_tiny_vae(folder: Path, seed: int) -> Path:
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1, norm_num_groups=8, sample_size=128, scaling_factor=0.18215,
+    )
+    vae.save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
+def write_tiny_wav2vec2(folder: Path, seed: int) -> Path:
+    """A `Wav2Vec2ForCTC` checkpoint with wav2vec2-base's structure (7 conv layers, 12 layers)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+
+    torch.manual_seed(seed)
+    config = Wav2Vec2Config(
+        vocab_size=32, hidden_size=WAV2VEC_HIDDEN, num_hidden_layers=12, num_attention_heads=4,
+        intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+        do_stable_layer_norm=False, feat_extract_norm="group",
+    )
+    model = Wav2Vec2ForCTC(config)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=False
+    ).save_pretrained(str(folder))
+    return folder
+
+
+def make_tiny_models(root: str | Path, seed: int = 0, hallo2: bool = True) -> Path:
+    """Write a model folder laid out like fudan-generative-ai/hallo (+ hallo2/net.pth)."""
+    from .tiny_face_models import write_tiny_face_models
+
+    root = Path(root)
+    write_tiny_net(root / "hallo", seed)
+    if hallo2:
+        write_tiny_net(root / "hallo2", seed + 1)
+    write_tiny_vae(root / "sd-vae-ft-mse", seed + 2)
+    write_tiny_wav2vec2(root / "wav2vec" / "wav2vec2-base-960h", seed + 3)
+    write_tiny_face_models(root / "face_analysis" / "models", seed=seed + 4)
+    return root
