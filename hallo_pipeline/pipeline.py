@@ -121,6 +121,79 @@ class HalloPipeline:
         return cls(net, vae, files=files, device=device, dtype=dtype, low_vram=low_vram)
 
     # ------------------------------------------------------------------------------------------
+    # 1. face
+    # ------------------------------------------------------------------------------------------
+    @property
+    def face_analyzer(self):
+        """Landmarks (mediapipe) and identity (insightface) models, loaded on first use."""
+        if self._face_analyzer is None:
+            from .face.analysis import FaceAnalyzer
+
+            self._require_files("face_models")
+            self._face_analyzer = FaceAnalyzer(self.files.face_models)
+        return self._face_analyzer
+
+    def analyze_face(self, image, image_size: int | None = None, face_expand_ratio: float | None = None, **options):
+        """Masks, prepared reference image and identity embedding of a portrait (`FaceAnalysis`).
+
+        options: `multiple_faces` ("error" / "largest"), `allow_missing_identity`, `landmarks`.
+        """
+        return self.face_analyzer.analyze(
+            image,
+            image_size or self.run.image_size,
+            self.run.face_expand_ratio if face_expand_ratio is None else face_expand_ratio,
+            **options,
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # 2. audio
+    # ------------------------------------------------------------------------------------------
+    @property
+    def audio_encoder(self):
+        """wav2vec2, loaded on first use; in low-VRAM mode it computes on the CPU-offload device only while used."""
+        if self._audio_encoder is None:
+            from .audio.features import AudioEncoder
+
+            self._require_files("wav2vec")
+            self._audio_encoder = AudioEncoder(self.files.wav2vec, device=self.device)
+            self.placement.home(self._audio_encoder.model)
+        return self._audio_encoder
+
+    def vocal_separator(self):
+        from .audio.separation import VocalSeparator
+
+        self._require_files("vocal_separator")
+        return VocalSeparator(self.files.vocal_separator)
+
+    def audio_chunk_seconds(self, mode: str = "auto") -> float | None:
+        """Hallo2 encodes long audio in independent 60-second chunks; Hallo in one pass."""
+        hallo2 = mode == "hallo2" or (mode == "auto" and self.variant == "hallo2")
+        return HALLO2_AUDIO_CHUNK_SECONDS if hallo2 else None
+
+    @torch.no_grad()
+    def encode_audio(
+        self,
+        waveform,
+        sample_rate: int,
+        clip_length: int | None = None,
+        separate_vocals: bool = False,
+        mode: str = "auto",
+    ):
+        """wav2vec2 windows of any waveform ((C, T) or (T,), any rate), padded to whole clips (`AudioFeatures`)."""
+        encoder = self.audio_encoder
+        separator = self.vocal_separator() if separate_vocals else None
+        with self.placement.use(encoder.model):
+            return encoder.encode(
+                waveform, sample_rate, clip_length or self.run.clip_length,
+                chunk_seconds=self.audio_chunk_seconds(mode), separator=separator,
+            )
+
+    def _require_files(self, *parts: str) -> None:
+        if self.files is None:
+            raise InputError("this pipeline was built without a model folder, so it has no face or audio models")
+        self.files.require(*parts)
+
+    # ------------------------------------------------------------------------------------------
     # 3. reference
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -188,6 +261,44 @@ class HalloPipeline:
             start = first if start is None else start
             parts.append(frames)
         return FrameSegment(torch.cat(parts), start, audio.frames, self.run.fps, context)
+
+
+    # ------------------------------------------------------------------------------------------
+    # 5. everything
+    # ------------------------------------------------------------------------------------------
+    def animate(
+        self,
+        image,
+        audio,
+        output: str | Path,
+        settings: SamplerSettings | None = None,
+        image_size: int | None = None,
+        face_expand_ratio: float | None = None,
+        separate_vocals: bool = False,
+        progress: Callable[[Progress], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        face_options: dict | None = None,
+    ) -> Path:
+        """Portrait + speech -> mp4 (h264 + AAC, 25 fps) with the original audio cut to the video.
+
+        `audio` is a file path or a (waveform, sample_rate) pair. Frames are streamed into the
+        file as clips finish; the file appears under its name only once it is complete.
+        """
+        from .audio.io import load_audio
+        from .video import VideoWriter
+
+        settings = settings or self.settings()
+        waveform, sample_rate = load_audio(audio) if isinstance(audio, (str, Path)) else audio
+        mode = "hallo2" if settings.motion_drop_rate > 0 else "hallo"
+        face = self.analyze_face(image, image_size, face_expand_ratio, **(face_options or {}))
+        features = self.encode_audio(waveform, sample_rate, settings.clip_length, separate_vocals, mode=mode)
+        reference = self.prepare_reference(face)
+        with VideoWriter(output, fps=self.run.fps, audio=waveform, sample_rate=sample_rate) as writer:
+            for frames, _, _ in self.iter_clips(
+                reference, features, settings, progress=progress, should_cancel=should_cancel
+            ):
+                writer.write(frames)
+        return Path(output)
 
 
 def stitch(segments: list[FrameSegment]) -> torch.Tensor:

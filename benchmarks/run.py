@@ -1,0 +1,304 @@
+"""Speed and memory of the Hallo pipeline, baseline (release order of work) vs our defaults.
+
+    python benchmarks/run.py --config tiny --device cpu            # CI-sized, a minute on 2 cores
+    python benchmarks/run.py --config full --device cuda --dtype bf16   # real sizes, random weights
+
+Random weights of the real architecture are enough for speed and memory. Writes
+`benchmarks/results/<name>.json` and `.md`, each with the device, dtype, versions and the
+exact command. FLOPs are counted with `torch.utils.flop_counter` on the `meta` device
+(exact and free, also for the full size on a CPU-only machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing  # noqa: E402
+
+from hallo_pipeline.config import NetConfig, RegionWeights  # noqa: E402
+from hallo_pipeline.devices import Placement, resolve_device, resolve_dtype  # noqa: E402
+from hallo_pipeline.models import HalloNet, RegionMasks  # noqa: E402
+from hallo_pipeline.sampling.clip_loop import ClipInputs, ClipSampler, SamplerSettings  # noqa: E402
+from hallo_pipeline.sampling.guided_step import (  # noqa: E402
+    encode_identity,
+    guided_denoise_step,
+    motion_frame_features,
+    reference_image_features,
+    reference_layers,
+)
+from hallo_pipeline.testing.tiny_models import random_init, tiny_net_config  # noqa: E402
+from hallo_pipeline.vae import LatentCodec  # noqa: E402
+
+# bf16 dense matmul peaks measured on this project's lent machines (SPEC §12, device notes).
+KNOWN_PEAK_TFLOPS = {"H100": 798.0, "H200": 790.0}
+RELEASE_DENOISER_TFLOP_512_F16 = 54.0  # SPEC §12: one CFG denoiser forward of the release
+
+
+@dataclass
+class Setup:
+    config: str
+    size: int
+    frames: int
+    steps: int
+    clips: int
+
+
+SETUPS = {
+    "tiny": Setup("tiny", size=128, frames=16, steps=8, clips=2),
+    "full": Setup("full", size=512, frames=16, steps=40, clips=2),
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, repeat: int = 3, warmup: int = 1) -> dict:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "runs": repeat}
+
+
+def measured_matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
+    n = 8192 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    t = timed(lambda: a @ b, device, repeat=5, warmup=2)["min_s"]
+    return 2 * n**3 / t / 1e12
+
+
+def count_flops(config: NetConfig, size: int, frames: int) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    lat = size // 8
+    with torch.device("meta"):
+        net = HalloNet(config)
+        masks = [RegionMasks(*(torch.rand((lat >> i) ** 2) for _ in range(3))) for i in range(4)]
+        identity = encode_identity(net, torch.randn(1, 512), torch.rand(1, 3, size, size), masks)
+        ap = config.audioproj
+        audio = net.audioproj(torch.randn(1, frames, ap.window, ap.layers, ap.channels))
+        with FlopCounterMode(display=False) as fc:
+            reference = reference_layers(net, torch.randn(3, 4, lat, lat), identity.face_tokens, frames)
+        ref_release = fc.get_total_flops()
+        with FlopCounterMode(display=False) as fc:
+            motion_frame_features(net, torch.randn(2, 4, lat, lat), identity.face_tokens)
+        ref_cached = fc.get_total_flops()
+        with FlopCounterMode(display=False) as fc:
+            guided_denoise_step(net, torch.randn(1, 4, frames, lat, lat), 999, identity, audio, reference, 3.5,
+                                RegionWeights())
+        denoiser = fc.get_total_flops()
+    return {"denoiser_forward": denoiser, "reference_release_order": ref_release, "reference_per_clip_cached": ref_cached}
+
+
+def build(config_name: str, device: torch.device, dtype: torch.dtype):
+    from diffusers import AutoencoderKL
+
+    config = tiny_net_config() if config_name == "tiny" else NetConfig()
+    with torch.device(device):
+        net = random_init(HalloNet(config), seed=0)
+    net = net.to(dtype).eval().requires_grad_(False)
+    if config_name == "tiny":
+        vae_kwargs = dict(block_out_channels=(16, 32, 32, 32), layers_per_block=1, norm_num_groups=8)
+    else:  # sd-vae-ft-mse sizes
+        vae_kwargs = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32)
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, **vae_kwargs)
+    return config, net, vae.to(device, dtype).eval().requires_grad_(False)
+
+
+def clip_inputs(net: HalloNet, setup: Setup, device, dtype) -> ClipInputs:
+    g = torch.Generator().manual_seed(0)
+    lat = setup.size // 8
+    masks = [RegionMasks(*(torch.rand((lat >> i) ** 2, generator=g) for _ in range(3))) for i in range(4)]
+    face_region = torch.zeros(3, setup.size, setup.size)
+    face_region[:, setup.size // 4 : 3 * setup.size // 4, setup.size // 4 : 3 * setup.size // 4] = 1
+    identity = encode_identity(net, torch.randn(1, 512, generator=g), face_region[None], masks)
+    ap = net.config.audioproj
+    return ClipInputs(
+        identity=identity,
+        reference_image=torch.rand(3, setup.size, setup.size, generator=g) * 2 - 1,
+        face_region=face_region,
+        audio_features=torch.randn(setup.clips * setup.frames, ap.window, ap.layers, ap.channels, generator=g),
+    )
+
+
+MODES = {
+    # the release's order of work: ReferenceNet on all six rows every clip, VAE decode one frame at a time
+    "baseline": dict(cache_reference=False, decode_batch=1, low_vram=False),
+    "default": dict(cache_reference=True, decode_batch=8, low_vram=False),
+    "low_vram": dict(cache_reference=True, decode_batch=4, low_vram=True),
+}
+
+
+def run_mode(mode: str, net, vae, setup: Setup, device, dtype) -> dict:
+    opts = MODES[mode]
+    offload = torch.device("cpu") if opts["low_vram"] and device.type == "cuda" else None
+    placement = Placement(device, offload)
+    placement.home(vae)
+    placement.home(net.reference_unet)
+    codec = LatentCodec(vae, decode_batch=opts["decode_batch"])
+    settings = SamplerSettings(steps=setup.steps, clip_length=setup.frames, cache_reference=opts["cache_reference"])
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    inputs = clip_inputs(net, setup, device, dtype)
+    sampler = ClipSampler(net, codec, settings, placement=placement)
+    _sync(device)
+    t0 = time.perf_counter()
+    frames = sum(f.shape[0] for f, _ in sampler.run(inputs))
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    placement.offload = None
+    placement.home(vae)
+    placement.home(net.reference_unet)
+    out = {
+        "seconds": seconds,
+        "frames": frames,
+        "seconds_per_video_second": seconds / (frames / 25),
+        "seconds_per_clip": seconds / setup.clips,
+    }
+    if device.type == "cuda":
+        out["peak_gpu_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=sorted(SETUPS), default="tiny")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
+    parser.add_argument("--steps", type=int, help="DDIM steps per clip (default: tiny 8, full 40)")
+    parser.add_argument("--clips", type=int, help="clips in the end-to-end timing (default 2)")
+    parser.add_argument("--modes", default="baseline,default,low_vram")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--name", help="result file name (default: <config>-<device>-<dtype>)")
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+    setup = SETUPS[args.config]
+    setup = Setup(setup.config, setup.size, setup.frames, args.steps or setup.steps, args.clips or setup.clips)
+    dtype_name = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+    name = args.name or f"{args.config}-{device.type}-{dtype_name}"
+
+    config, net, vae = build(args.config, device, dtype)
+    flops = count_flops(config, setup.size, setup.frames)
+    inputs = clip_inputs(net, setup, device, dtype)
+    codec = LatentCodec(vae)
+    lat = setup.size // 8
+    g = torch.Generator().manual_seed(1)
+    ref_lat = torch.randn(3, 4, lat, lat, generator=g).to(device, dtype)
+    reference = reference_layers(net, ref_lat, inputs.identity.face_tokens, setup.frames)
+    audio = net.audioproj(inputs.audio_features[: setup.frames][None].to(device, dtype))
+    latents = torch.randn(1, 4, setup.frames, lat, lat, generator=g).to(device)
+
+    def denoise():
+        guided_denoise_step(net, latents, 999, inputs.identity, audio, reference, 3.5, RegionWeights())
+
+    timings = {
+        "denoiser_forward": timed(denoise, device),
+        "reference_release_order": timed(
+            lambda: reference_layers(net, ref_lat, inputs.identity.face_tokens, setup.frames), device),
+        "reference_image_once": timed(
+            lambda: reference_image_features(net, ref_lat[:1], inputs.identity.face_tokens), device),
+        "reference_motion_per_clip": timed(
+            lambda: motion_frame_features(net, ref_lat[1:], inputs.identity.face_tokens), device),
+        "vae_decode_per_frame": timed(lambda: LatentCodec(vae, decode_batch=1).decode(latents[0].transpose(0, 1)), device, 2),
+        "vae_decode_batched_8": timed(lambda: LatentCodec(vae, decode_batch=8).decode(latents[0].transpose(0, 1)), device, 2),
+    }
+    modes = {m: run_mode(m, net, vae, setup, device, dtype) for m in args.modes.split(",")}
+
+    peak = measured_matmul_tflops(device, dtype)
+    gpu_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    nominal = next((v for k, v in KNOWN_PEAK_TFLOPS.items() if k in gpu_name), None)
+    achieved = flops["denoiser_forward"] / timings["denoiser_forward"]["median_s"] / 1e12
+    result = {
+        "name": name,
+        "command": " ".join(["python benchmarks/run.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
+        "setup": asdict(setup),
+        "device": gpu_name,
+        "device_type": device.type,
+        "dtype": dtype_name,
+        "threads": torch.get_num_threads(),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "diffusers": __import__("diffusers").__version__},
+        "flops": flops,
+        "timings": timings,
+        "modes": modes,
+        "speedup_default_vs_baseline": (modes["baseline"]["seconds"] / modes["default"]["seconds"])
+        if {"baseline", "default"} <= modes.keys() else None,
+        "matmul_peak_measured_tflops": peak,
+        "denoiser_tflops_achieved": achieved,
+        "denoiser_utilisation_of_measured_matmul_peak": achieved / peak,
+        "denoiser_utilisation_of_nominal_peak": achieved / nominal if nominal else None,
+        "host_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    (args.out / f"{name}.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+def markdown(r: dict) -> str:
+    t = r["timings"]
+    lines = [
+        f"# {r['name']}",
+        "",
+        f"`{r['command']}`",
+        "",
+        f"device **{r['device']}** ({r['device_type']}), {r['dtype']}, {r['threads']} threads; "
+        f"torch {r['versions']['torch']}, diffusers {r['versions']['diffusers']}; "
+        f"{r['setup']['size']}x{r['setup']['size']}, {r['setup']['frames']} frames per clip, "
+        f"{r['setup']['steps']} steps, {r['setup']['clips']} clips",
+        "",
+        "| stage | median s |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v['median_s']:.4f} |" for k, v in t.items()]
+    lines += ["", "| mode | s total | s per clip | s per s of video | peak GPU GiB |", "|---|---|---|---|---|"]
+    for m, v in r["modes"].items():
+        gpu = f"{v['peak_gpu_gib']:.2f}" if "peak_gpu_gib" in v else "-"
+        lines.append(f"| {m} | {v['seconds']:.2f} | {v['seconds_per_clip']:.2f} | {v['seconds_per_video_second']:.2f} | {gpu} |")
+    f = r["flops"]
+    lines += [
+        "",
+        f"- denoiser forward: {f['denoiser_forward'] / 1e12:.3f} TFLOP counted, "
+        f"{r['denoiser_tflops_achieved']:.3f} TFLOP/s achieved; measured matmul peak "
+        f"{r['matmul_peak_measured_tflops']:.3f} TFLOP/s -> {100 * r['denoiser_utilisation_of_measured_matmul_peak']:.1f} %"
+        + (f"; {100 * r['denoiser_utilisation_of_nominal_peak']:.1f} % of the nominal bf16 peak"
+           if r["denoiser_utilisation_of_nominal_peak"] else ""),
+        f"- ReferenceNet: {f['reference_release_order'] / 1e12:.3f} TFLOP per clip in release order, "
+        f"{f['reference_per_clip_cached'] / 1e12:.3f} TFLOP per clip with the portrait's rows cached",
+    ]
+    if r["speedup_default_vs_baseline"]:
+        lines.append(f"- default vs baseline end to end: {r['speedup_default_vs_baseline']:.2f}x")
+    lines.append(f"- host peak RSS {r['host_peak_rss_gib']:.2f} GiB")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
