@@ -23,7 +23,7 @@ from .devices import Placement, resolve_device, resolve_dtype
 from .errors import InputError
 from .model_files import ModelFiles, locate
 from .models import HalloNet
-from .sampling.clip_loop import ClipInputs, ClipSampler, MotionContext, Progress, SamplerSettings
+from .sampling.clip_loop import ClipInputs, ClipSampler, MotionContext, Progress, SamplerSettings, portrait_rows
 from .sampling.guided_step import IdentityConditioning, encode_identity
 
 HALLO2_MOTION_DROP = 0.25  # SPEC §10
@@ -78,15 +78,21 @@ class HalloPipeline:
         dtype: torch.dtype = torch.float32,
         low_vram: bool = False,
         run: RunConfig | None = None,
+        placement: Placement | None = None,
     ):
+        """`placement`, when given, replaces the one `low_vram` would make: it decides where the
+        VAE, ReferenceNet and audio encoder wait and how they reach `device` (ComfyUI passes one
+        that asks its model manager)."""
         from .vae import LatentCodec
 
         self.files = files
         self.device = device or torch.device("cpu")
         self.dtype = dtype
         self.run = run or RunConfig()
-        offload = torch.device("cpu") if low_vram and self.device.type != "cpu" else None
-        self.placement = Placement(self.device, offload)
+        if placement is None:
+            offload = torch.device("cpu") if low_vram and self.device.type != "cpu" else None
+            placement = Placement(self.device, offload)
+        self.placement = placement
         self.net = net
         self.codec = LatentCodec(vae, self.run.vae_scaling_factor)
         # Parts that only work now and then wait off the GPU in low-VRAM mode.
@@ -107,8 +113,13 @@ class HalloPipeline:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         low_vram: bool = False,
+        placement: Placement | None = None,
     ) -> "HalloPipeline":
-        """Load the net and VAE of a model folder in the official layout (face and audio models load on first use)."""
+        """Load the net and VAE of a model folder in the official layout (face and audio models load on first use).
+
+        With a `placement` that has an offload device, the weights are read onto that device and
+        the placement is responsible for bringing them to `device` before they compute.
+        """
         from .checkpoint import load_net
         from .vae import load_vae
 
@@ -116,9 +127,10 @@ class HalloPipeline:
         files.require("vae")
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
-        net = load_net(files.net, dtype=dtype, device=device)
-        vae = load_vae(files.vae, device=device, dtype=dtype)
-        return cls(net, vae, files=files, device=device, dtype=dtype, low_vram=low_vram)
+        home = placement.offload if placement is not None and placement.offload is not None else device
+        net = load_net(files.net, dtype=dtype, device=home)
+        vae = load_vae(files.vae, device=home, dtype=dtype)
+        return cls(net, vae, files=files, device=device, dtype=dtype, low_vram=low_vram, placement=placement)
 
     # ------------------------------------------------------------------------------------------
     # 1. face
@@ -197,12 +209,20 @@ class HalloPipeline:
     # 3. reference
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def prepare_reference(self, face) -> PreparedReference:
-        """Face tokens, FaceLocator features and token masks of an analysed portrait."""
+    def prepare_reference(self, face, image_rows: bool = False) -> PreparedReference:
+        """Face tokens, FaceLocator features and token masks of an analysed portrait.
+
+        `image_rows=True` also computes the portrait's ReferenceNet rows now instead of in the
+        first clip, so an object that is kept and reused (a cached node output) carries them.
+        """
         identity = encode_identity(
             self.net, torch.as_tensor(face.embedding).reshape(1, -1), face.face_region[None], face.masks
         )
-        return PreparedReference(identity, face.reference_image.float().cpu(), face.face_region.float().cpu())
+        reference = PreparedReference(identity, face.reference_image.float().cpu(), face.face_region.float().cpu())
+        if image_rows:
+            with self.placement.use(self.codec.vae, self.net.reference_unet):
+                reference.image_rows = portrait_rows(self.net, self.codec, reference.reference_image, identity.face_tokens)
+        return reference
 
     # ------------------------------------------------------------------------------------------
     # 4. sampling

@@ -91,6 +91,11 @@ def _draw_clip_randomness(
     return drop, noise
 
 
+def portrait_rows(net: HalloNet, codec: LatentCodec, reference_image: torch.Tensor, face_tokens: torch.Tensor) -> list:
+    """The reference image's ReferenceNet rows (`reference_image_features`); the same for every clip."""
+    return reference_image_features(net, codec.encode(reference_image[None]), face_tokens)
+
+
 def motion_keep_mask(drop_rand: torch.Tensor, face_region: torch.Tensor, rate: float) -> torch.Tensor:
     """Hallo2: keep a pixel where the random draw exceeds `rate` or the face region is non-zero."""
     return (drop_rand > rate) | (face_region[0] > 0)
@@ -140,8 +145,7 @@ class ClipSampler:
             latents = self.codec.encode(torch.cat([inputs.reference_image[None], motion]))
             return reference_layers(self.net, latents, face_tokens, frames)
         if inputs.image_rows is None:
-            ref_latent = self.codec.encode(inputs.reference_image[None])
-            inputs.image_rows = reference_image_features(self.net, ref_latent, face_tokens)
+            inputs.image_rows = portrait_rows(self.net, self.codec, inputs.reference_image, face_tokens)
         motion_rows = motion_frame_features(self.net, self.codec.encode(motion), face_tokens)
         return assemble_reference_layers(inputs.image_rows, motion_rows, frames)
 
