@@ -1,0 +1,73 @@
+"""HalloAudioEmbed: any ComfyUI AUDIO -> HALLO_AUDIO (wav2vec2 windows), its frame count, the AUDIO used."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import comfy_glue as glue
+from .api import AUDIO_FEATURES, CATEGORY, MODE_TOOLTIP, MODES, PIPELINE, io
+from .convert import make_audio, single_audio
+from .errors import blame
+
+NODE_ID = "HalloAudioEmbed"
+
+
+@dataclass(frozen=True)
+class EmbeddedAudio:
+    """HALLO_AUDIO: the features and how they were made, so the sampler can stay consistent with them."""
+
+    features: object  # hallo_pipeline.audio.features.AudioFeatures
+    clip_length: int  # the features are padded to whole clips of this length
+    mode: str  # "hallo" (one pass) or "hallo2" (60-second chunks)
+    seconds: float  # length of the track
+
+    @property
+    def frames(self) -> int:
+        return self.features.frames
+
+
+class HalloAudioEmbed(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=NODE_ID,
+            display_name="Hallo Audio Embed",
+            category=f"{CATEGORY}/preprocessing",
+            description="Turns speech into wav2vec2 features, 25 video frames per second. Any sample rate and channel "
+            "count; optional vocal separation for speech over music.",
+            inputs=[
+                PIPELINE.Input("pipeline", tooltip="From Hallo Model Loader; its model folder provides wav2vec2."),
+                io.Audio.Input("audio", tooltip="The speech (any sample rate, mono or stereo; one track, not a batch)."),
+                io.Boolean.Input(
+                    "separate_vocals", default=False,
+                    tooltip="Isolate the voice before embedding (for speech over music or noise). Needs "
+                    "audio_separator/Kim_Vocal_2.onnx in the model folder.",
+                ),
+                io.Combo.Input("mode", options=MODES, default="auto", tooltip=MODE_TOOLTIP + " Use the sampler's mode."),
+                io.Int.Input(
+                    "clip_length", default=16, min=1, max=30, step=1,
+                    tooltip="Frames generated per clip (Hallo: 16, as trained). The sampler follows this value.",
+                ),
+            ],
+            outputs=[
+                AUDIO_FEATURES.Output("hallo_audio", display_name="hallo_audio", tooltip="Audio features for Hallo Sampler."),
+                io.Int.Output("frame_count", display_name="frame_count",
+                              tooltip="Frames of video the audio needs at 25 fps (its true length, not padded)."),
+                io.Audio.Output("audio_used", display_name="audio",
+                                tooltip="The track the features were computed from (before vocal separation), for Hallo Video Stitch."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, pipeline, audio: dict, separate_vocals: bool, mode: str, clip_length: int) -> io.NodeOutput:
+        with blame(NODE_ID, "audio"):
+            waveform, sample_rate = single_audio(audio)
+        if separate_vocals:
+            with blame(NODE_ID, "separate_vocals"):
+                pipeline.files.require("vocal_separator")
+        with blame(NODE_ID, "audio", models_input="pipeline"):
+            features = pipeline.encode_audio(waveform, sample_rate, clip_length, separate_vocals, mode=mode)
+        resolved = "hallo2" if pipeline.audio_chunk_seconds(mode) else "hallo"
+        embedded = EmbeddedAudio(features, clip_length, resolved, waveform.shape[-1] / sample_rate)
+        used = make_audio(glue.to_output(waveform), sample_rate)
+        return io.NodeOutput(embedded, embedded.frames, used)

@@ -1,0 +1,232 @@
+"""Everything our nodes need from ComfyUI's runtime, in one place.
+
+Model folders (`folder_paths`), devices and precision (`comfy.model_management`), our networks
+as ComfyUI models (`ModelPatcher` + `load_models_gpu`, so ComfyUI can offload us and others),
+progress and Cancel (`comfy.utils.ProgressBar`, `throw_exception_if_processing_interrupted`)
+and the VIDEO type. The library (`hallo_pipeline`) never sees any of it: it gets a placement,
+a progress callback and a cancel check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import comfy.model_management as mm
+import comfy.utils
+import folder_paths
+import torch
+from comfy.model_patcher import ModelPatcher
+
+from ..hallo_pipeline.devices import Placement
+from ..hallo_pipeline.errors import InputError
+
+MODEL_FOLDER_KIND = "hallo"
+DEVICE_OPTIONS = ["auto", "low_vram", "cpu"]
+PRECISIONS = ["auto", "fp16", "bf16", "fp32"]
+# Files whose presence makes a folder a Hallo model folder (the official repo's layout).
+_NET_FILES = ("hallo/net.pth", "hallo/net.safetensors", "hallo2/net.pth", "hallo2/net.safetensors")
+
+
+# ----------------------------------------------------------------------------------------------
+# model folders
+# ----------------------------------------------------------------------------------------------
+def register_model_folder() -> None:
+    """`models/hallo`, after any `hallo:` paths the user listed in extra_model_paths.yaml."""
+    folder_paths.add_model_folder_path(MODEL_FOLDER_KIND, os.path.join(folder_paths.models_dir, MODEL_FOLDER_KIND))
+
+
+def _is_model_folder(path: Path) -> bool:
+    return any((path / name).is_file() for name in _NET_FILES)
+
+
+def model_folders() -> dict[str, Path]:
+    """Combo label -> folder: each registered `hallo` path itself (listed even when empty, so that
+    choosing it explains what to download) and its sub-folders that hold Hallo weights."""
+    found: dict[str, Path] = {}
+    for root in map(Path, folder_paths.get_folder_paths(MODEL_FOLDER_KIND)):
+        label = root.name if root.name not in found else str(root)
+        found.setdefault(label, root)
+        if root.is_dir():
+            for sub in sorted(p for p in root.iterdir() if p.is_dir() and _is_model_folder(p)):
+                found.setdefault(f"{label}/{sub.name}", sub)
+    return found
+
+
+def model_folder_path(label: str) -> Path:
+    folders = model_folders()
+    if label not in folders:
+        raise InputError(
+            f"model folder {label!r} is not among the Hallo model folders ComfyUI knows ({', '.join(folders) or 'none'}); "
+            f"put the weights under {os.path.join(folder_paths.models_dir, MODEL_FOLDER_KIND)} (or add a 'hallo:' path "
+            "to extra_model_paths.yaml), then refresh ComfyUI and pick it"
+        )
+    return folders[label]
+
+
+# ----------------------------------------------------------------------------------------------
+# devices, precision and ComfyUI's model manager
+# ----------------------------------------------------------------------------------------------
+def choose_devices(option: str) -> tuple[torch.device, torch.device]:
+    """(device that computes, device where idle weights wait)."""
+    if option == "cpu":
+        return torch.device("cpu"), torch.device("cpu")
+    return mm.get_torch_device(), mm.unet_offload_device()
+
+
+def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """auto: what ComfyUI would pick for a UNet on this device (fp16 first: the weights are stored in it)."""
+    if precision == "fp16":
+        return torch.float16
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp32":
+        return torch.float32
+    if mm.should_use_fp16(device):
+        return torch.float16
+    if mm.should_use_bf16(device):
+        return torch.bfloat16
+    return torch.float32
+
+
+class _Part(torch.nn.Module):
+    """One unit ComfyUI loads and offloads; a plain container, because ModelPatcher writes
+    bookkeeping attributes (`device`, ...) onto the module it wraps, which diffusers and
+    transformers models refuse (their `device` is a read-only property)."""
+
+    def __init__(self, modules):
+        super().__init__()
+        self.parts = torch.nn.ModuleList(modules)
+
+
+class ComfyPlacement(Placement):
+    """Our networks as ComfyUI models.
+
+    The denoising parts of the net form the core; the VAE, ReferenceNet and audio encoder (the
+    parts the library homes) are one ComfyUI model each. `use()` asks `load_models_gpu` for the
+    parts a step needs, plus the core inside `computing()`, so ComfyUI frees VRAM for us by
+    offloading other models (or our idle parts) and can offload us later. With `low_vram` the
+    homed parts are also sent back to the offload device right after each use.
+    """
+
+    def __init__(self, device: torch.device, offload: torch.device, low_vram: bool = False):
+        super().__init__(device, offload)
+        self.low_vram = low_vram
+        self._patchers: dict[int, ModelPatcher] = {}
+        self._core: ModelPatcher | None = None
+        self._computing = 0
+        self._memory_required = 0
+
+    def _manage(self, modules) -> ModelPatcher:
+        patcher = ModelPatcher(_Part(modules), load_device=self.device, offload_device=self.offload)
+        for m in modules:
+            self._patchers[id(m)] = patcher
+        return patcher
+
+    def home(self, module: torch.nn.Module) -> torch.nn.Module:
+        module.to(self.offload)
+        if id(module) not in self._patchers:
+            self._manage([module])
+        return module
+
+    def manage_core(self, net: torch.nn.Module) -> None:
+        """The net's parts that nothing homed (denoising UNet, FaceLocator, projections)."""
+        self._core = self._manage([m for m in net.children() if id(m) not in self._patchers])
+
+    @property
+    def patchers(self) -> list[ModelPatcher]:
+        unique = {id(p): p for p in self._patchers.values()}
+        return list(unique.values())
+
+    def _load(self, patchers: list[ModelPatcher]) -> None:
+        # Full loads only: our layers are plain torch layers, which ComfyUI cannot run half on
+        # the GPU the way it runs its own (comfy.ops) layers.
+        mm.load_models_gpu(patchers, memory_required=self._memory_required, force_full_load=True)
+
+    @contextlib.contextmanager
+    def computing(self, memory_required: int = 0) -> Iterator[None]:
+        """Keep the core on the device for the whole block (reference encoding, sampling)."""
+        self._computing += 1
+        self._memory_required = memory_required
+        try:
+            self._load([self._core])
+            yield
+        finally:
+            self._computing -= 1
+            self._memory_required = 0
+
+    @contextlib.contextmanager
+    def use(self, *modules: torch.nn.Module) -> Iterator[None]:
+        parts = list({id(p): p for p in (self._patchers[id(m)] for m in modules)}.values())
+        self._load(parts + ([self._core] if self._computing else []))
+        try:
+            yield
+        finally:
+            if self.low_vram:
+                for patcher in parts:
+                    patcher.detach()
+
+
+def load_pipeline(folder: Path, variant: str, precision: str, device_option: str):
+    """A HalloPipeline whose weights wait on ComfyUI's offload device, each part a ComfyUI model."""
+    from ..hallo_pipeline.pipeline import HalloPipeline
+
+    device, offload = choose_devices(device_option)
+    placement = ComfyPlacement(device, offload, low_vram=device_option == "low_vram")
+    dtype = choose_dtype(precision, device)
+    pipeline = HalloPipeline.load(folder, variant, device=device, dtype=dtype, placement=placement)
+    placement.manage_core(pipeline.net)
+    return pipeline
+
+
+def working_memory(image_size: int, clip_length: int, dtype: torch.dtype) -> int:
+    """Rough activation memory of one guided clip (bytes), reserved when the core is loaded.
+
+    Both CFG halves of every frame at the first UNet level (320 channels at image_size / 8),
+    times the number of such tensors alive at the peak (skip connections, attention, resnet
+    intermediates); an estimate, not a measurement.
+    """
+    level0 = 2 * clip_length * (image_size // 8) ** 2 * 320 * torch.finfo(dtype).bits // 8
+    return 24 * level0
+
+
+# ----------------------------------------------------------------------------------------------
+# progress, cancel, outputs
+# ----------------------------------------------------------------------------------------------
+class ProgressReporter:
+    """The pipeline's progress callback: one ComfyUI progress bar over all steps of all clips."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, progress) -> None:
+        if self.bar is None:
+            self.bar = comfy.utils.ProgressBar(progress.total)
+        self.bar.update_absolute(progress.done, progress.total)
+
+
+def cancel_check() -> bool:
+    """The pipeline's `should_cancel`: raises ComfyUI's own interrupt, so Cancel ends the run as
+    ComfyUI expects (an interrupted prompt, not an error)."""
+    mm.throw_exception_if_processing_interrupted()
+    return False
+
+
+def to_output(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to(mm.intermediate_device())
+
+
+def make_video(images: torch.Tensor, audio: dict | None, fps: float):
+    """A VIDEO for core SaveVideo: images [B,H,W,3] + AUDIO at `fps`."""
+    try:
+        from comfy_api.latest import InputImpl, Types
+
+        components, video = Types.VideoComponents, InputImpl.VideoFromComponents
+    except ImportError:  # ComfyUI before the V3 API, with the earlier home of the same classes
+        from comfy_api.input_impl import VideoFromComponents as video
+        from comfy_api.util import VideoComponents as components
+    rate = Fraction(fps).limit_denominator(1001)
+    return video(components(images=images, audio=audio, frame_rate=rate))

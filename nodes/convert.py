@@ -1,0 +1,56 @@
+"""ComfyUI's IMAGE / MASK / AUDIO layouts <-> the library's tensors (plain torch, no ComfyUI)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..hallo_pipeline.errors import InputError
+
+
+def chw_to_image(frames: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) or (3, H, W) in [0, 1] -> IMAGE [N, H, W, 3] float32."""
+    frames = frames[None] if frames.ndim == 3 else frames
+    return frames.float().clamp(0, 1).permute(0, 2, 3, 1).contiguous()
+
+
+def map_to_mask(region: torch.Tensor, size: int) -> torch.Tensor:
+    """A (h, w) map (uint8 0..255 or float 0..1) -> MASK [1, size, size] float32, bilinearly resized so it
+    lies over the reference image."""
+    region = torch.as_tensor(region)
+    values = region.float() / 255 if region.dtype == torch.uint8 else region.float()
+    if values.shape[-2:] != (size, size):
+        values = F.interpolate(values[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+    return values.clamp(0, 1)[None].contiguous()
+
+
+def single_audio(audio: dict) -> tuple[torch.Tensor, int]:
+    """AUDIO {"waveform": [B, C, T], "sample_rate"} -> ((C, T) float32 on the CPU, rate); one item only."""
+    waveform = torch.as_tensor(audio["waveform"])
+    if waveform.ndim == 3:
+        if waveform.shape[0] != 1:
+            raise InputError(
+                f"the AUDIO holds a batch of {waveform.shape[0]} tracks; Hallo animates one, so pass a single "
+                "track (batch of 1), e.g. straight from Load Audio"
+            )
+        waveform = waveform[0]
+    elif waveform.ndim == 1:
+        waveform = waveform[None]
+    if waveform.ndim != 2:
+        raise InputError(f"the AUDIO waveform has shape {tuple(waveform.shape)}; expected [batch, channels, samples]")
+    return waveform.detach().float().cpu(), int(audio["sample_rate"])
+
+
+def make_audio(waveform: torch.Tensor, sample_rate: int) -> dict:
+    """(C, T) -> AUDIO with a batch of one."""
+    return {"waveform": waveform[None].contiguous(), "sample_rate": int(sample_rate)}
+
+
+def cut_audio(waveform: torch.Tensor, sample_rate: int, start_seconds: float, seconds: float) -> torch.Tensor:
+    """(C, T) cut to [start, start + seconds), padded with silence where the track is shorter."""
+    start = int(round(start_seconds * sample_rate))
+    length = int(round(seconds * sample_rate))
+    piece = waveform[:, start : start + length]
+    if piece.shape[1] < length:
+        piece = F.pad(piece, (0, length - piece.shape[1]))
+    return piece

@@ -1,0 +1,52 @@
+"""HalloModelLoader: a model folder -> HALLO_PIPELINE (networks registered with ComfyUI's model manager)."""
+
+from __future__ import annotations
+
+from . import comfy_glue as glue
+from .api import CATEGORY, PIPELINE, io
+from .errors import blame
+
+NODE_ID = "HalloModelLoader"
+
+
+class HalloModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        folders = list(glue.model_folders())
+        return io.Schema(
+            node_id=NODE_ID,
+            display_name="Hallo Model Loader",
+            category=f"{CATEGORY}/loaders",
+            description="Loads the Hallo / Hallo2 networks and VAE of a model folder laid out like the Hugging Face "
+            "repo fudan-generative-ai/hallo. Face and audio models load when first used.",
+            inputs=[
+                io.Combo.Input(
+                    "model_folder", options=folders, default=folders[0] if folders else None,
+                    tooltip="A folder under ComfyUI/models/hallo ('hallo' is that folder itself) or under a 'hallo:' "
+                    "path of extra_model_paths.yaml, holding hallo/net.pth (and/or hallo2/net.pth), sd-vae-ft-mse/, "
+                    "wav2vec/wav2vec2-base-960h/ and face_analysis/models/ as in the Hugging Face repo.",
+                ),
+                io.Combo.Input(
+                    "variant", options=["auto", "hallo", "hallo2"], default="auto",
+                    tooltip="Which weights to load: hallo/net.pth or hallo2/net.pth. auto: Hallo when present, else Hallo2.",
+                ),
+                io.Combo.Input(
+                    "precision", options=glue.PRECISIONS, default="auto",
+                    tooltip="Weight and compute precision. auto: what ComfyUI picks for this device "
+                    "(fp16 on most GPUs, bf16 where fp16 is not supported, fp32 on CPU).",
+                ),
+                io.Combo.Input(
+                    "device", options=glue.DEVICE_OPTIONS, default="auto",
+                    tooltip="auto: ComfyUI's GPU; ComfyUI moves our networks on and off it as memory requires. "
+                    "low_vram: as auto, and the VAE, ReferenceNet and audio encoder leave the GPU right after each use. "
+                    "cpu: run everything on the CPU (slow).",
+                ),
+            ],
+            outputs=[PIPELINE.Output("pipeline", display_name="pipeline", tooltip="The loaded Hallo pipeline.")],
+        )
+
+    @classmethod
+    def execute(cls, model_folder: str, variant: str, precision: str, device: str) -> io.NodeOutput:
+        with blame(NODE_ID, "model_folder"):
+            pipeline = glue.load_pipeline(glue.model_folder_path(model_folder), variant, precision, device)
+        return io.NodeOutput(pipeline)

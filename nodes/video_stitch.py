@@ -1,0 +1,53 @@
+"""HalloVideoStitch: HALLO_FRAMES segments + AUDIO -> IMAGE frames, the AUDIO cut to them, a VIDEO."""
+
+from __future__ import annotations
+
+from . import comfy_glue as glue
+from .api import CATEGORY, FRAMES, io
+from .convert import chw_to_image, cut_audio, make_audio, single_audio
+from .errors import blame
+
+NODE_ID = "HalloVideoStitch"
+EXTRA_SEGMENTS = ("frames_2", "frames_3", "frames_4")
+
+
+class HalloVideoStitch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=NODE_ID,
+            display_name="Hallo Video Stitch",
+            category=f"{CATEGORY}/output",
+            description="Joins up to four segments from Hallo Sampler in frame order (they must follow each other "
+            "without gaps), cuts the audio to the frames, and makes IMAGE frames (for upscalers, interpolators, "
+            "face restorers) and a VIDEO for Save Video.",
+            inputs=[
+                FRAMES.Input("frames", tooltip="A segment from Hallo Sampler (or the first of several)."),
+                io.Audio.Input("audio", tooltip="The speech, e.g. the 'audio' output of Hallo Audio Embed or Load Audio."),
+                io.Float.Input(
+                    "fps", default=25.0, min=1.0, max=120.0, step=1.0,
+                    tooltip="Frame rate of the VIDEO, also used to cut the audio. Hallo's frames are 25 per second of "
+                    "audio; keep 25 unless you retime on purpose.",
+                ),
+                *(FRAMES.Input(name, optional=True, tooltip="Another segment; segments are joined in frame order.")
+                  for name in EXTRA_SEGMENTS),
+            ],
+            outputs=[
+                io.Image.Output("images", display_name="images", tooltip="All frames, [frames, height, width, 3]."),
+                io.Audio.Output("audio_cut", display_name="audio", tooltip="The audio of exactly these frames."),
+                io.Video.Output("video", display_name="video", tooltip="Frames + audio, for Save Video."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, frames, audio: dict, fps: float, frames_2=None, frames_3=None, frames_4=None) -> io.NodeOutput:
+        from ..hallo_pipeline.pipeline import stitch
+
+        segments = [s for s in (frames, frames_2, frames_3, frames_4) if s is not None]
+        with blame(NODE_ID, "frames"):
+            images = glue.to_output(chw_to_image(stitch(segments)))
+        with blame(NODE_ID, "audio"):
+            waveform, sample_rate = single_audio(audio)
+        start = min(s.start_frame for s in segments)
+        cut = make_audio(glue.to_output(cut_audio(waveform, sample_rate, start / fps, images.shape[0] / fps)), sample_rate)
+        return io.NodeOutput(images, cut, glue.make_video(images, cut, fps))

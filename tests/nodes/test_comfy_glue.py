@@ -1,0 +1,123 @@
+"""nodes/comfy_glue.py against the stand-in ComfyUI: model folders, devices, ModelPatcher loading, progress, Cancel."""
+
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+
+import pytest
+import torch
+
+from tests.nodes.comfy_env import comfy_env
+
+
+def _net_folder(path):
+    (path / "hallo").mkdir(parents=True)
+    (path / "hallo" / "net.pth").write_bytes(b"")
+    return path
+
+
+def test_model_folder_combo_lists_the_roots_and_their_model_subfolders(tmp_path) -> None:
+    models = tmp_path / "models"
+    _net_folder(models / "hallo" / "tiny")
+    (models / "hallo" / "notes").mkdir()
+    extra = _net_folder(tmp_path / "nas" / "hallo")
+    with comfy_env(models, extra_hallo_paths=[extra]) as env:
+        glue = env.module("nodes.comfy_glue")
+        folders = glue.model_folders()
+        # the yaml path comes first and keeps the short name; ours is told apart by its full path
+        assert folders == {"hallo": extra, str(models / "hallo"): models / "hallo",
+                           f"{models / 'hallo'}/tiny": models / "hallo" / "tiny"}
+        assert glue.model_folder_path("hallo") == extra
+
+
+def test_an_empty_models_folder_still_offers_models_hallo(comfy) -> None:
+    glue = comfy.module("nodes.comfy_glue")
+    assert glue.model_folders() == {"hallo": comfy.models_dir / "hallo"}
+    schema = comfy.nodes()["HalloModelLoader"].GET_SCHEMA()
+    assert schema.inputs[0].options == ["hallo"] and schema.inputs[0].default == "hallo"
+
+
+def test_precision_auto_follows_comfyui(comfy) -> None:
+    glue, mm = comfy.module("nodes.comfy_glue"), comfy.mm
+    gpu = torch.device("cuda", 0)
+    assert glue.choose_dtype("auto", torch.device("cpu")) == torch.float32
+    mm.fp16_supported, mm.bf16_supported = True, True
+    assert glue.choose_dtype("auto", gpu) == torch.float16
+    mm.fp16_supported = False
+    assert glue.choose_dtype("auto", gpu) == torch.bfloat16
+    assert glue.choose_dtype("fp32", gpu) == torch.float32 and glue.choose_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    assert glue.choose_devices("cpu") == (torch.device("cpu"), torch.device("cpu"))
+    mm.torch_device = gpu
+    assert glue.choose_devices("auto") == (gpu, torch.device("cpu"))
+
+
+def test_every_network_is_a_comfyui_model_loaded_through_load_models_gpu(comfy_with_models) -> None:
+    env = comfy_with_models
+    glue, mm = env.module("nodes.comfy_glue"), env.mm
+    pipeline = glue.load_pipeline(env.models_dir / "hallo", "auto", "auto", "auto")
+    placement = pipeline.placement
+    assert isinstance(placement, glue.ComfyPlacement) and pipeline.dtype == torch.float32
+    patchers = placement.patchers
+    wrapped = [list(p.model.parts) for p in patchers]
+    net = pipeline.net
+    assert [pipeline.codec.vae] in wrapped and [net.reference_unet] in wrapped
+    core = next(parts for parts in wrapped if net.denoising_unet in parts)
+    assert set(map(id, core)) == {id(m) for m in net.children()} - {id(net.reference_unet)}
+    assert all(p.model.device == torch.device("cpu") for p in patchers)  # waiting on the offload device
+
+    mm.load_calls.clear()
+    with placement.use(pipeline.codec.vae):
+        pass
+    assert [c["models"] for c in mm.load_calls] == [[placement._patchers[id(pipeline.codec.vae)]]]
+    assert mm.load_calls[0]["force_full_load"] is True
+    mm.load_calls.clear()
+    with placement.computing(memory_required=123):
+        with placement.use(pipeline.codec.vae, net.reference_unet):
+            pass
+    core_patcher = placement._patchers[id(net.denoising_unet)]
+    assert mm.load_calls[0]["models"] == [core_patcher] and mm.load_calls[0]["memory_required"] == 123
+    assert core_patcher in mm.load_calls[1]["models"] and len(mm.load_calls[1]["models"]) == 3
+    assert all(p.detached == 0 for p in patchers)
+
+
+def test_low_vram_sends_the_vae_and_referencenet_back_after_each_use(comfy_with_models) -> None:
+    env = comfy_with_models
+    glue = env.module("nodes.comfy_glue")
+    pipeline = glue.load_pipeline(env.models_dir / "hallo", "hallo", "fp32", "low_vram")
+    placement = pipeline.placement
+    with placement.computing():
+        with placement.use(pipeline.codec.vae):
+            pass
+    assert placement._patchers[id(pipeline.codec.vae)].detached == 1
+    assert placement._patchers[id(pipeline.net.denoising_unet)].detached == 0
+
+
+def test_progress_bar_counts_every_step_of_every_clip(comfy) -> None:
+    glue = comfy.module("nodes.comfy_glue")
+    Progress = comfy.module("hallo_pipeline.sampling.clip_loop").Progress
+    seen = []
+    sys.modules["comfy.utils"].set_progress_bar_global_hook(lambda v, t, preview, node_id=None: seen.append((v, t)))
+    report = glue.ProgressReporter()
+    for done in range(1, 7):
+        report(Progress(clip=(done - 1) // 3, clips=2, step=(done - 1) % 3 + 1, steps=3, done=done, total=6))
+    assert seen == [(k, 6) for k in range(1, 7)]
+
+
+def test_cancel_raises_comfyuis_interrupt(comfy) -> None:
+    glue, mm = comfy.module("nodes.comfy_glue"), comfy.mm
+    assert glue.cancel_check() is False
+    mm.interrupt_current_processing()
+    with pytest.raises(mm.InterruptProcessingException):
+        glue.cancel_check()
+
+
+def test_outputs_go_to_the_intermediate_device_and_video_carries_frames_audio_rate(comfy) -> None:
+    glue = comfy.module("nodes.comfy_glue")
+    images = torch.rand(4, 8, 8, 3)
+    audio = {"waveform": torch.zeros(1, 1, 100), "sample_rate": 16000}
+    video = glue.make_video(images, audio, 25.0)
+    components = video.get_components()
+    assert components.images is images and components.audio is audio and components.frame_rate == Fraction(25)
+    assert glue.make_video(images, None, 29.97).get_components().frame_rate == Fraction(2997, 100)
+    assert glue.to_output(images).device == torch.device("cpu")

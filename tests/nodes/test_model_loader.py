@@ -1,0 +1,38 @@
+"""HalloModelLoader: loading a model folder, and what a wrong or empty folder tells the user."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.nodes.comfy_env import comfy_env
+
+
+def test_loads_the_tiny_models_on_comfyuis_devices(comfy_with_models) -> None:
+    env = comfy_with_models
+    (pipeline,) = env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu").args
+    assert pipeline.variant == "hallo" and pipeline.dtype == torch.float32 and pipeline.device == torch.device("cpu")
+    assert isinstance(pipeline.placement, env.module("nodes.comfy_glue").ComfyPlacement)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d.mkdir(parents=True), r"HalloModelLoader input 'model_folder': no Hallo weights found in model folder"),
+        (lambda d: None, r"HalloModelLoader input 'model_folder': model folder .* does not exist"),
+    ],
+)
+def test_loader_errors_name_the_model_folder_input(tmp_path, make, message) -> None:
+    make(tmp_path / "models" / "hallo")
+    with comfy_env(tmp_path / "models") as env:
+        with pytest.raises(env.module("hallo_pipeline.errors").CheckpointError, match=message):
+            env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto")
+
+
+def test_loader_error_for_a_folder_without_vae(tmp_path, tiny_model_folder) -> None:
+    (tmp_path / "models" / "hallo").mkdir(parents=True)
+    (tmp_path / "models" / "hallo" / "hallo").symlink_to(tiny_model_folder / "hallo", target_is_directory=True)
+    with comfy_env(tmp_path / "models") as env:
+        with pytest.raises(env.module("hallo_pipeline.errors").CheckpointError,
+                           match=r"HalloModelLoader input 'model_folder': model folder .* is incomplete; missing: .*sd-vae-ft-mse.* in the folder "):
+            env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto")

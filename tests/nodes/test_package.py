@@ -1,0 +1,88 @@
+"""The pack as ComfyUI sees it: how it registers, what it imports, where its models are found."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from tests.nodes.comfy_env import REPO, STANDIN, comfy_env
+
+NODE_IDS = ["HalloModelLoader", "HalloFaceMask", "HalloAudioEmbed", "HalloReferenceEncode", "HalloSampler", "HalloVideoStitch"]
+
+
+def test_v3_comfyui_gets_the_nodes_from_the_entry_point(comfy) -> None:
+    # Both ComfyUI versions use NODE_CLASS_MAPPINGS whenever it is not None, and only then the entry point.
+    assert comfy.pack.NODE_CLASS_MAPPINGS is None
+    nodes = comfy.nodes()
+    assert list(nodes) == NODE_IDS
+    io = sys.modules["comfy_api.latest._io"]
+    assert all(issubclass(cls, io.ComfyNode) for cls in nodes.values())
+
+
+def test_older_comfyui_gets_the_same_nodes_through_node_class_mappings(tmp_path) -> None:
+    with comfy_env(tmp_path / "models") as v3:
+        v3_info = {k: cls.GET_NODE_INFO_V1() for k, cls in v3.nodes().items()}
+    with comfy_env(tmp_path / "models", v3=False) as v1:
+        mappings = v1.pack.NODE_CLASS_MAPPINGS
+        assert list(mappings) == NODE_IDS
+        for node_id, cls in mappings.items():
+            info = v3_info[node_id]
+            types = cls.INPUT_TYPES()
+            for section in ("required", "optional"):
+                assert list(types.get(section, {})) == info["input_order"].get(section, []), node_id
+                for name, spec in types.get(section, {}).items():
+                    v3_type, v3_options = info["input"][section][name]
+                    assert spec[0] == (v3_options["options"] if v3_type == "COMBO" else v3_type), (node_id, name)
+                    # every setting the V1 spec carries (default, limits, tooltip, seed control) is the V3 one
+                    assert spec[1] == {k: v3_options[k] for k in spec[1]}, (node_id, name)
+                    assert "tooltip" in spec[1] and "default" in spec[1] or spec[0] not in ("INT", "FLOAT", "BOOLEAN")
+            assert list(cls.RETURN_TYPES) == info["output"]
+            assert list(cls.RETURN_NAMES) == info["output_name"]
+            assert list(cls.OUTPUT_TOOLTIPS) == info["output_tooltips"]
+            assert cls.CATEGORY == info["category"] and cls.DESCRIPTION == info["description"]
+            assert v1.pack.NODE_DISPLAY_NAME_MAPPINGS[node_id] == info["display_name"]
+            assert callable(getattr(cls(), cls.FUNCTION))
+
+
+def test_models_hallo_is_registered_after_extra_model_paths(tmp_path) -> None:
+    extra = tmp_path / "elsewhere" / "hallo"
+    with comfy_env(tmp_path / "models", extra_hallo_paths=[extra]) as env:
+        assert env.folder_paths.get_folder_paths("hallo") == [str(extra), str(tmp_path / "models" / "hallo")]
+
+
+def test_help_pages_exist_for_every_node(comfy) -> None:
+    web = REPO / comfy.pack.WEB_DIRECTORY
+    for node_id in NODE_IDS:
+        page = web / "docs" / f"{node_id}.md"
+        assert page.is_file(), page
+        assert node_id in page.read_text() or comfy.nodes()[node_id].GET_SCHEMA().display_name in page.read_text()
+
+
+def test_importing_the_pack_loads_no_heavy_or_optional_library() -> None:
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2]);"
+        "from tests.nodes.comfy_env import load_pack; pack = load_pack();"
+        "assert pack.comfy_entrypoint is not None;"
+        "heavy = [m for m in ('mediapipe', 'insightface', 'onnxruntime', 'cv2', 'diffusers', 'transformers', 'av') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(STANDIN), str(REPO)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_only_the_adapter_modules_touch_comfyui() -> None:
+    """nodes/comfy_glue.py (runtime) and nodes/api.py (the node API) are the pack's only doors to ComfyUI."""
+    comfy_modules = {"comfy", "comfy_api", "comfy_extras", "folder_paths", "server", "execution", "nodes"}
+    users = set()
+    for path in (REPO / "nodes").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            if any(n.split(".")[0] in comfy_modules for n in names):
+                users.add(path.name)
+    assert users == {"comfy_glue.py", "api.py"}

@@ -1,0 +1,71 @@
+"""Every node's V3 schema: permanent ids, Hallo/ categories, a tooltip on every input, execute's signature."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from tests.nodes.test_package import NODE_IDS
+
+SOCKETS = {  # (inputs, outputs) as saved workflows refer to them
+    "HalloModelLoader": (["model_folder", "variant", "precision", "device"], ["HALLO_PIPELINE"]),
+    "HalloFaceMask": (
+        ["pipeline", "image", "image_size", "face_expand_ratio", "multiple_faces", "allow_missing_identity"],
+        ["HALLO_FACE", "IMAGE", "MASK", "MASK", "MASK", "MASK"],
+    ),
+    "HalloAudioEmbed": (["pipeline", "audio", "separate_vocals", "mode", "clip_length"], ["HALLO_AUDIO", "INT", "AUDIO"]),
+    "HalloReferenceEncode": (["pipeline", "face"], ["HALLO_REFERENCE"]),
+    "HalloSampler": (
+        ["pipeline", "reference", "audio", "pose_weight", "face_weight", "lip_weight", "steps", "cfg", "seed", "mode",
+         "start_frame", "end_frame", "previous"],
+        ["HALLO_FRAMES"],
+    ),
+    "HalloVideoStitch": (["frames", "audio", "fps", "frames_2", "frames_3", "frames_4"], ["IMAGE", "AUDIO", "VIDEO"]),
+}
+
+
+@pytest.fixture
+def schemas(comfy):
+    return {node_id: cls.GET_SCHEMA() for node_id, cls in comfy.nodes().items()}
+
+
+def test_ids_inputs_and_outputs_stay_as_saved_workflows_expect(schemas) -> None:
+    assert list(schemas) == NODE_IDS
+    for node_id, schema in schemas.items():
+        inputs, outputs = SOCKETS[node_id]
+        assert [i.id for i in schema.inputs] == inputs, node_id
+        assert [o.io_type for o in schema.outputs] == outputs, node_id
+
+
+def test_every_input_and_output_is_explained(schemas) -> None:
+    for node_id, schema in schemas.items():
+        assert schema.category.startswith("Hallo/") and schema.display_name and len(schema.description) > 40
+        for i in schema.inputs:
+            assert i.tooltip and len(i.tooltip) > 15, (node_id, i.id)
+        for o in schema.outputs:
+            assert o.tooltip and o.display_name, (node_id, o.id)
+
+
+def test_execute_takes_exactly_the_inputs(comfy) -> None:
+    for node_id, cls in comfy.nodes().items():
+        schema = cls.GET_SCHEMA()
+        params = inspect.signature(cls.execute).parameters
+        assert list(params) == [i.id for i in schema.inputs], node_id
+        for i in schema.inputs:  # ComfyUI leaves out unconnected optional inputs
+            assert (params[i.id].default is None) == i.optional, (node_id, i.id)
+
+
+def test_widgets_have_sensible_defaults(schemas) -> None:
+    sampler = {i.id: i for i in schemas["HalloSampler"].inputs}
+    assert sampler["seed"].control_after_generate is True
+    assert (sampler["steps"].default, sampler["cfg"].default) == (40, 3.5)
+    assert all(sampler[w].default == 1.0 for w in ("pose_weight", "face_weight", "lip_weight"))
+    assert sampler["previous"].optional and sampler["end_frame"].default == 0
+    face = {i.id: i for i in schemas["HalloFaceMask"].inputs}
+    assert (face["image_size"].default, face["image_size"].step, face["face_expand_ratio"].default) == (512, 64, 1.2)
+    loader = {i.id: i for i in schemas["HalloModelLoader"].inputs}
+    assert loader["precision"].options == ["auto", "fp16", "bf16", "fp32"]
+    assert loader["variant"].options == ["auto", "hallo", "hallo2"] and "low_vram" in loader["device"].options
+    stitch = {i.id: i for i in schemas["HalloVideoStitch"].inputs}
+    assert stitch["fps"].default == 25.0 and all(stitch[f"frames_{k}"].optional for k in (2, 3, 4))
