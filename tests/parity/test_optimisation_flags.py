@@ -1,0 +1,67 @@
+"""Every speed/memory option leaves the parity cases within tolerance (fp32, CPU)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.parity.conftest import assert_matches, case
+from tests.parity.pipeline_cases import PREPROCESSING
+from tests.parity.pipeline_runner import run_free
+
+PIPELINE = case("pipeline")
+pytestmark = pytest.mark.parity
+
+FLAG_SETS = {
+    # the release's order of work: ReferenceNet over all six rows every clip, one frame per VAE decode
+    "release_order": dict(cache_reference=False, decode_batch=1),
+    "cached_reference_batched_decode": dict(cache_reference=True, decode_batch=8),
+    "channels_last": dict(cache_reference=True, decode_batch=8, channels_last=True),
+}
+
+
+@pytest.mark.parametrize("flags", sorted(FLAG_SETS))
+def test_pipeline_with_flags(flags: str, tiny_net, tiny_codec) -> None:
+    if not PIPELINE.present:
+        pytest.skip(f"case files pipeline.json/.safetensors not in {PIPELINE.root}")
+    from hallo_pipeline.vae import LatentCodec
+
+    import copy
+
+    from hallo_pipeline.speedups import apply_speedups
+
+    opts = dict(FLAG_SETS[flags])
+    codec = LatentCodec(tiny_codec.vae, tiny_codec.scaling_factor, decode_batch=opts.pop("decode_batch"))
+    net = tiny_net
+    if opts.pop("channels_last", False):
+        net = apply_speedups(copy.deepcopy(tiny_net), channels_last=True)
+    outputs = run_free(PIPELINE, net, codec, **opts)
+    failures = []
+    for name in PIPELINE.names("expected.", "debug."):
+        if name in PREPROCESSING:
+            continue
+        try:
+            assert_matches(outputs[name], PIPELINE.tensors[name], PIPELINE.tolerance(name), name)
+        except AssertionError as exc:
+            failures.append(str(exc))
+    assert not failures, f"pipeline with {flags}: " + "; ".join(failures)
+
+
+DENOISE = case("denoise_step")
+
+
+@pytest.mark.parametrize("flags", ["channels_last", "compile"])
+def test_denoise_step_with_flags(flags: str, tiny_net) -> None:
+    import copy
+    import os
+
+    from hallo_pipeline.speedups import apply_speedups
+    from tests.parity.test_denoise_step import run_denoise_step
+
+    if not DENOISE.present:
+        pytest.skip(f"case files denoise_step.json/.safetensors not in {DENOISE.root}")
+    if flags == "compile" and os.environ.get("HALLO_TEST_COMPILE") != "1":
+        pytest.skip("torch.compile takes minutes on a 2-core CPU; set HALLO_TEST_COMPILE=1 to run it")
+    net = apply_speedups(copy.deepcopy(tiny_net), **{flags: True})
+    outputs = run_denoise_step(net, DENOISE.tensors, DENOISE.settings)
+    for name in ("expected.noise_pred", "expected.noise_pred_cond", "expected.noise_pred_uncond"):
+        assert_matches(outputs[name], DENOISE.tensors[name], DENOISE.tolerance(name), f"denoise_step {flags} {name}")
