@@ -1,0 +1,58 @@
+"""The example workflows load against our node schemas (widget order, link types) and use only core nodes besides ours."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.nodes.comfy_env import REPO
+from tests.nodes.workflow_check import check_workflow, spec_from_object_info
+
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+
+
+@pytest.fixture
+def specs(comfy):
+    return {node_id: spec_from_object_info(cls.GET_NODE_INFO_V1()) for node_id, cls in comfy.nodes().items()}
+
+
+def test_there_are_the_three_examples() -> None:
+    assert [p.name for p in WORKFLOWS] == [
+        "hallo2_long_audio_upscaled.json", "hallo_masks_and_region_weights.json", "hallo_portrait_to_video.json"]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_fits_the_schemas(path, specs) -> None:
+    workflow = json.loads(path.read_text())
+    assert check_workflow(workflow, specs) == []
+    types = {n["type"] for n in workflow["nodes"]}
+    assert {"HalloModelLoader", "HalloSampler", "HalloVideoStitch", "LoadImage", "LoadAudio", "SaveVideo"} <= types
+
+
+def test_the_check_notices_a_shifted_widget_and_a_wrong_link(specs) -> None:
+    workflow = json.loads((REPO / "workflows" / "hallo_portrait_to_video.json").read_text())
+    sampler = next(n for n in workflow["nodes"] if n["type"] == "HalloSampler")
+    del sampler["widgets_values"][6]  # the seed's control value
+    workflow["links"][0][5] = "IMAGE"
+    problems = check_workflow(workflow, specs)
+    assert any("HalloSampler" in p and "mode" in p for p in problems)
+    assert any(p.startswith("link 1:") for p in problems)
+
+
+def test_examples_show_what_the_issue_asks(specs) -> None:
+    def load(name):
+        return {n["id"]: n for n in json.loads((REPO / "workflows" / name).read_text())["nodes"]}
+
+    masks = load("hallo_masks_and_region_weights.json")
+    sampler = next(n for n in masks.values() if n["type"] == "HalloSampler")
+    assert sampler["widgets_values"][:3] != [1.0, 1.0, 1.0]  # non-default region weights
+    assert sum(n["type"] == "MaskPreview" for n in masks.values()) >= 3
+    assert any(n["type"] == "PreviewImage" for n in masks.values())
+    long = load("hallo2_long_audio_upscaled.json")
+    samplers = [n for n in long.values() if n["type"] == "HalloSampler"]
+    assert len(samplers) == 2 and all("hallo2" in n["widgets_values"] for n in samplers)
+    assert any(i["name"] == "previous" and i["link"] is not None for n in samplers for i in n["inputs"])
+    assert any(n["type"] == "ImageScale" for n in long.values())
+    loader = next(n for n in long.values() if n["type"] == "HalloModelLoader")
+    assert loader["widgets_values"][1] == "hallo2"
