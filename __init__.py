@@ -7,13 +7,16 @@ nodes come as NODE_CLASS_MAPPINGS. Everything heavy (torch models, mediapipe, in
 imported lazily by the nodes when they run, never here.
 """
 
+import sys
+
 WEB_DIRECTORY = "./web"
 
-if __package__:
+# ComfyUI has imported folder_paths long before it loads custom nodes. Anything else that imports
+# this file registers nothing: pytest does, as a lone file when the checkout's folder name is not
+# a Python identifier (e.g. `hallo-talking-head`), as a package when it is.
+if __package__ and "folder_paths" in sys.modules:
     from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, comfy_entrypoint
 else:
-    # Imported as a lone file, not as ComfyUI's package: pytest does this when the checkout's
-    # folder name is not a Python identifier (e.g. `hallo-talking-head`). Nothing to register.
     NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, comfy_entrypoint = {}, {}, None
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY", "comfy_entrypoint"]

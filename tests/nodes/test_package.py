@@ -62,6 +62,7 @@ def test_help_pages_exist_for_every_node(comfy) -> None:
 def test_importing_the_pack_loads_no_heavy_or_optional_library() -> None:
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2]);"
+        "import folder_paths;"  # ComfyUI imports it before any custom node
         "from tests.nodes.comfy_env import load_pack; pack = load_pack();"
         "assert pack.comfy_entrypoint is not None;"
         "heavy = [m for m in ('mediapipe', 'insightface', 'onnxruntime', 'cv2', 'diffusers', 'transformers', 'av') if m in sys.modules];"
@@ -69,6 +70,20 @@ def test_importing_the_pack_loads_no_heavy_or_optional_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code, str(STANDIN), str(REPO)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_outside_comfyui_the_package_registers_nothing_and_imports_nothing(tmp_path) -> None:
+    """What pytest (or any other tool) gets when it imports the checkout as a package: a folder
+    whose name is an identifier, no ComfyUI around."""
+    checkout = tmp_path / "hallo_pack"
+    checkout.symlink_to(REPO, target_is_directory=True)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import hallo_pack;"
+        "assert hallo_pack.NODE_CLASS_MAPPINGS == {} and hallo_pack.comfy_entrypoint is None;"
+        "print(sorted(m for m in sys.modules if m.startswith('hallo_pack.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_only_the_adapter_modules_touch_comfyui() -> None:
