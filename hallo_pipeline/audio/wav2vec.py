@@ -2,14 +2,15 @@
 
 Hallo does not call the model's `forward`: it interpolates the CNN features to the video frame
 rate *between* the feature encoder and the transformer, and keeps every transformer layer's
-output. So we drive the public submodules ourselves (`feature_extractor`, `feature_projection`,
-`encoder.pos_conv_embed` / `layer_norm` / `layers`), which also keeps us independent of how a
-transformers version's `forward` collects hidden states, and draws no random numbers (some
-versions call `torch.rand` for LayerDrop even in eval mode).
+output. So we drive the model's submodules ourselves (the conv layers, `feature_projection`, the
+encoder's positional conv, norms and each layer's projections, norms and feed-forward). That
+keeps us independent of how a transformers version's `forward` methods are called and collect
+hidden states (4.x and 5.x differ), and draws no random numbers (4.x calls `torch.rand` for
+LayerDrop even in eval mode).
 
 Memory: the CNN runs over the waveform in chunks (its first GroupNorm needs statistics over the
 whole input, so those are gathered in a first pass); the transformer runs on the whole sequence
-with PyTorch's scaled-dot-product attention (no T x T matrix) and writes each layer's output
+with PyTorch's fused attention (no frames x frames matrix) and writes each layer's output
 straight into the caller's buffer.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .._optional import require
@@ -59,6 +61,29 @@ def read_preprocessor_config(folder: Path) -> dict:
         raise CheckpointError(f"{str(path)!r} cannot be read ({exc}); download the wav2vec2 folder again") from exc
 
 
+def _really_missing(info: dict) -> list[str]:
+    """Missing keys, less those loaded under their legacy weight-norm names.
+
+    wav2vec2-base-960h stores the positional conv's weight norm as `weight_g` / `weight_v`; with
+    recent torch the module holds `parametrizations.weight.original0/1`, and torch's weight-norm
+    loads the old names into them while some transformers versions (4.x) still list them as
+    missing (and the old names as unexpected)."""
+
+    def bare(key: str) -> str:
+        return key.split("wav2vec2.", 1)[1] if key.startswith("wav2vec2.") else key
+
+    legacy = {".parametrizations.weight.original0": ".weight_g", ".parametrizations.weight.original1": ".weight_v"}
+    unexpected = {bare(k) for k in info.get("unexpected_keys", ())}
+    missing = []
+    for key in map(bare, info.get("missing_keys", ())):
+        if key in _OPTIONAL_KEYS:
+            continue
+        renamed = next((key[: -len(new)] + old for new, old in legacy.items() if key.endswith(new)), None)
+        if renamed is None or renamed not in unexpected:
+            missing.append(key)
+    return sorted(missing)
+
+
 def load_wav2vec2(folder: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> nn.Module:
     """A `Wav2Vec2Model` in eval mode from a Hugging Face folder (safetensors preferred)."""
     folder = Path(folder)
@@ -74,13 +99,10 @@ def load_wav2vec2(folder: str | Path, device: torch.device | str = "cpu", dtype:
     kwargs = {"output_loading_info": True, "use_safetensors": True if has_safetensors else None}
     with quiet_transformers():
         try:
-            model, info = transformers.Wav2Vec2Model.from_pretrained(str(folder), attn_implementation="sdpa", **kwargs)
-        except (ValueError, ImportError):
-            # transformers versions without SDPA for wav2vec2: their default attention.
             model, info = transformers.Wav2Vec2Model.from_pretrained(str(folder), **kwargs)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise CheckpointError(f"wav2vec2 folder {str(folder)!r} cannot be loaded ({exc}); download it again") from exc
-    missing = sorted(set(info.get("missing_keys", ())) - _OPTIONAL_KEYS)
+    missing = _really_missing(info)
     if missing:
         raise CheckpointError(
             f"wav2vec2 weights in {str(folder)!r} lack {len(missing)} tensors (e.g. {missing[0]!r}): not a "
@@ -198,23 +220,49 @@ def project_features(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out
 
 
+def _self_attention(attention: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The layer's multi-head self-attention through PyTorch's fused kernel, which never builds the
+    frames x frames matrix (transformers 4.x only has the eager version for wav2vec2: 22 GB of
+    attention weights per layer for ten minutes of audio)."""
+    batch, frames, width = x.shape
+    heads = attention.num_heads
+
+    def split(projection: nn.Module) -> torch.Tensor:
+        return projection(x).view(batch, frames, heads, width // heads).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(
+        split(attention.q_proj), split(attention.k_proj), split(attention.v_proj), scale=attention.scaling
+    )
+    return attention.out_proj(out.transpose(1, 2).reshape(batch, frames, width))
+
+
+def _encoder_layer(layer: nn.Module, x: torch.Tensor, pre_norm: bool) -> torch.Tensor:
+    """One transformer layer in eval mode (dropout off), from its submodules."""
+    if pre_norm:  # "stable layer norm" variant (large models)
+        x = x + _self_attention(layer.attention, layer.layer_norm(x))
+        x = x + layer.feed_forward(layer.final_layer_norm(x))
+        adapter = getattr(layer, "adapter_layer", None)
+        return x + adapter(x) if adapter is not None else x
+    x = layer.layer_norm(x + _self_attention(layer.attention, x))
+    return layer.final_layer_norm(x + layer.feed_forward(x))
+
+
 @torch.no_grad()
 def transformer_layers(model: nn.Module, hidden: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """Run the encoder on (1, frames, hidden) and write layer i's output to `out[:, i]` ((frames, layers, hidden)).
 
-    These are the encoder's `hidden_states[1:]` in transformers' convention (the pre-layer
-    embedding is not kept).
+    These are the encoder's `hidden_states[1:]` in the convention of transformers 4.x, which the
+    release used (the pre-layer embedding is not kept).
     """
     encoder = model.encoder
-    stable = bool(getattr(model.config, "do_stable_layer_norm", False))
+    pre_norm = bool(getattr(model.config, "do_stable_layer_norm", False))
     hidden = hidden + encoder.pos_conv_embed(hidden)
-    if not stable:  # post-norm wav2vec2 (base models) normalises before the layers
+    if not pre_norm:  # post-norm wav2vec2 (base models) normalises before the layers
         hidden = encoder.layer_norm(hidden)
     last = len(encoder.layers) - 1
     for index, layer in enumerate(encoder.layers):
-        result = layer(hidden, attention_mask=None)
-        hidden = result[0] if isinstance(result, tuple) else result
-        # The pre-norm variant ("stable layer norm") normalises only the final output.
-        kept = encoder.layer_norm(hidden) if stable and index == last else hidden
+        hidden = _encoder_layer(layer, hidden, pre_norm)
+        # The pre-norm variant normalises only the final output.
+        kept = encoder.layer_norm(hidden) if pre_norm and index == last else hidden
         out[:, index].copy_(kept[0])
     return out

@@ -181,7 +181,8 @@ def test_loading_errors(tmp_path, wav2vec_dir) -> None:
     from safetensors.torch import load_file, save_file
 
     weights = load_file(str(wav2vec_dir / "model.safetensors"))
-    save_file({k: v for k, v in weights.items() if "encoder.layers.0." not in k}, str(partial / "model.safetensors"))
+    kept = {k: v for k, v in weights.items() if "encoder.layers.0." not in k}
+    save_file(kept, str(partial / "model.safetensors"), metadata={"format": "pt"})  # as transformers writes it
     with pytest.raises(CheckpointError, match="lack .* tensors"):
         AudioEncoder(partial)
 
@@ -199,3 +200,19 @@ def test_safetensors_preferred_over_pickle(tmp_path, wav2vec_dir) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert torch.equal(AudioEncoder(folder).encode(speechlike(0.5), 16000).features, reference)
+
+
+def test_legacy_weight_norm_names_count_as_loaded() -> None:
+    """transformers 4.x lists the positional conv's weight-norm tensors as missing although torch
+    loads them from the checkpoint's `weight_g` / `weight_v`; other gaps are real."""
+    from hallo_pipeline.audio.wav2vec import _really_missing
+
+    conv = "wav2vec2.encoder.pos_conv_embed.conv"
+    info = {
+        "missing_keys": [f"{conv}.parametrizations.weight.original0", f"{conv}.parametrizations.weight.original1",
+                         "masked_spec_embed", "encoder.layers.0.attention.q_proj.weight"],
+        "unexpected_keys": [f"{conv}.weight_g", f"{conv}.weight_v", "lm_head.weight"],
+    }
+    assert _really_missing(info) == ["encoder.layers.0.attention.q_proj.weight"]
+    info["unexpected_keys"] = [f"{conv}.weight_g"]
+    assert _really_missing(info) == ["encoder.layers.0.attention.q_proj.weight", "encoder.pos_conv_embed.conv.parametrizations.weight.original1"]
