@@ -56,7 +56,9 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
 
 def _as_array(waveform: WaveformLike) -> np.ndarray:
     if hasattr(waveform, "detach"):  # torch tensor, without importing torch here
-        waveform = waveform.detach().to("cpu").float().numpy()
+        waveform = waveform.detach().to("cpu")
+        # half / bfloat16 have no numpy equivalent; integer PCM keeps its type to be scaled below
+        waveform = (waveform.float() if waveform.is_floating_point() else waveform).numpy()
     array = np.asarray(waveform)
     if array.dtype == object or array.size == 0:
         raise InputError("audio is empty; pass a waveform with speech in it")

@@ -98,7 +98,10 @@ def to_rgb_uint8(image: ImageLike, name: str = "image") -> np.ndarray:
     elif isinstance(image, Image.Image):
         rgb = _from_pil(image, name)
     elif isinstance(image, torch.Tensor):
-        rgb = _from_array(image.detach().to("cpu").numpy(), name)
+        pixels = image.detach().to("cpu")
+        if pixels.is_floating_point():
+            pixels = pixels.double()  # half / bfloat16 have no numpy equivalent
+        rgb = _from_array(pixels.numpy(), name)
     elif isinstance(image, np.ndarray):
         rgb = _from_array(image, name)
     else:

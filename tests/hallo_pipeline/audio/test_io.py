@@ -70,6 +70,7 @@ def test_layouts_agree() -> None:
 def test_integer_pcm_is_scaled() -> None:
     pcm16 = np.array([0, 16384, -32768, 32767] * 400, dtype=np.int16)
     assert np.array_equal(to_mono_16k(pcm16, 16000)[:4], np.array([0, 0.5, -1, 32767 / 32768], dtype=np.float32))
+    assert np.array_equal(to_mono_16k(torch.from_numpy(pcm16), 16000), to_mono_16k(pcm16, 16000))
     pcm8 = np.array([128, 192, 0, 255] * 400, dtype=np.uint8)  # unsigned, centred at 128
     assert np.array_equal(to_mono_16k(pcm8, 16000)[:4], np.array([0, 0.5, -1, 127 / 128], dtype=np.float32))
 

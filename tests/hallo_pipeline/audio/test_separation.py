@@ -109,5 +109,9 @@ def test_settings_and_files(tmp_path, models) -> None:
     kim.write_bytes(models["identity"].read_bytes())  # Kim's settings, but a graph of other sizes
     with pytest.raises(CheckpointError, match="not the model these settings are for"):
         VocalSeparator.from_models_dir(tmp_path)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a graph")
+    with pytest.raises(CheckpointError, match="cannot be loaded"):
+        VocalSeparator(broken, params())
     with pytest.raises(InputError, match="NaN or infinite"):
         VocalSeparator(models["identity"], params()).separate(np.full((2, 5000), np.nan, np.float32), MDX_SAMPLE_RATE)

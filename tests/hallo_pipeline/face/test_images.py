@@ -22,6 +22,7 @@ def test_float_round_trip_is_exact(rgb) -> None:
     assert np.array_equal(to_rgb_uint8(as_float), rgb)
     assert np.array_equal(to_rgb_uint8(as_float[None]), rgb)  # IMAGE batch of one
     assert np.array_equal(to_rgb_uint8(as_float.double().numpy()), rgb)
+    assert to_rgb_uint8(as_float.bfloat16()).shape == rgb.shape  # reduced precision: not exact, but accepted
 
 
 def test_path_pil_and_array_agree(rgb, tmp_path) -> None:
