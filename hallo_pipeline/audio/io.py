@@ -83,13 +83,16 @@ def to_channels_first(waveform: WaveformLike) -> np.ndarray:
     if array.ndim == 3:
         if array.shape[0] != 1:
             raise InputError(
-                f"audio is a batch of {array.shape[0]} waveforms; pass one (batch size 1, e.g. ComfyUI AUDIO with one clip)"
+                f"audio is a batch of {array.shape[0]} waveforms; pass one "
+                "(batch size 1, e.g. ComfyUI AUDIO with one clip)"
             )
         array = array[0]
     if array.ndim == 1:
         array = array[None]
     if array.ndim != 2:
-        raise InputError(f"audio has shape {array.shape}; expected (samples,), (channels, samples) or (1, channels, samples)")
+        raise InputError(
+            f"audio has shape {array.shape}; expected (samples,), (channels, samples) or (1, channels, samples)"
+        )
     if array.shape[0] > _MAX_CHANNELS and array.shape[1] <= _MAX_CHANNELS:
         array = array.T  # (samples, channels), as soundfile and scipy.io.wavfile return it
     return _as_float(array)
@@ -113,7 +116,10 @@ def to_mono_16k(waveform: WaveformLike, sample_rate: int, min_samples: int = 1) 
     rate = check_sample_rate(sample_rate)
     channels = to_channels_first(waveform)
     if not np.isfinite(channels).all():
-        raise InputError("audio contains NaN or infinite samples; pass a clean waveform (check the decoder or effect that produced it)")
+        raise InputError(
+            "audio contains NaN or infinite samples; pass a clean waveform "
+            "(check the decoder or effect that produced it)"
+        )
     mono = resample(channels.mean(axis=0), rate, SAMPLE_RATE)
     if mono.shape[-1] < min_samples:
         raise InputError(

@@ -84,7 +84,9 @@ def _really_missing(info: dict) -> list[str]:
     return sorted(missing)
 
 
-def load_wav2vec2(folder: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> nn.Module:
+def load_wav2vec2(
+    folder: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> nn.Module:
     """A `Wav2Vec2Model` in eval mode from a Hugging Face folder (safetensors preferred)."""
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -94,14 +96,18 @@ def load_wav2vec2(folder: str | Path, device: torch.device | str = "cpu", dtype:
         )
     has_safetensors = any(folder.glob("*.safetensors"))
     if not has_safetensors and not any(folder.glob("*.bin")):
-        raise CheckpointError(f"wav2vec2 folder {str(folder)!r} has no weights (model.safetensors or pytorch_model.bin)")
+        raise CheckpointError(
+            f"wav2vec2 folder {str(folder)!r} has no weights (model.safetensors or pytorch_model.bin)"
+        )
     transformers = require("transformers", "transformers", "The audio features (wav2vec2)")
     kwargs = {"output_loading_info": True, "use_safetensors": True if has_safetensors else None}
     with quiet_transformers():
         try:
             model, info = transformers.Wav2Vec2Model.from_pretrained(str(folder), **kwargs)
         except (OSError, ValueError) as exc:
-            raise CheckpointError(f"wav2vec2 folder {str(folder)!r} cannot be loaded ({exc}); download it again") from exc
+            raise CheckpointError(
+                f"wav2vec2 folder {str(folder)!r} cannot be loaded ({exc}); download it again"
+            ) from exc
     missing = _really_missing(info)
     if missing:
         raise CheckpointError(

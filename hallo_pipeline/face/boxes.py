@@ -8,6 +8,7 @@ import numpy as np
 
 # Landmark indices of the MediaPipe face mesh (478-point topology): the face oval and the outer lip
 # contour. These are the lists the release uses (`parity/masks.json` records them).
+# fmt: off
 SILHOUETTE_IDS: tuple[int, ...] = (
     10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
     152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
@@ -15,6 +16,7 @@ SILHOUETTE_IDS: tuple[int, ...] = (
 LIP_IDS: tuple[int, ...] = (
     61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 146, 91, 181, 84, 17, 314, 405, 321, 375,
 )
+# fmt: on
 LIP_EXPAND_RATIO = 2.0
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels; x1 and y1 exclusive

@@ -104,7 +104,8 @@ def token_masks(maps: RegionMaps, image_size: int) -> list[RegionMasks]:
     for divisor in LEVEL_DIVISORS:
         side = image_size // divisor
         full, face, lip = (
-            torch.from_numpy(_resize_to_unit_float(m, side).reshape(1, side * side)) for m in (maps.full, maps.face, maps.lip)
+            torch.from_numpy(_resize_to_unit_float(m, side).reshape(1, side * side))
+            for m in (maps.full, maps.face, maps.lip)
         )
         levels.append(RegionMasks(full=full, face=face, lip=lip))
     return levels

@@ -52,7 +52,9 @@ def _const(name: str, values, dtype=np.float32):
 
 def _save(graph, path: Path) -> Path:
     onnx = _onnx()
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", _OPSET)], producer_name="hallo-tiny")
+    model = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", _OPSET)], producer_name="hallo-tiny"
+    )
     model.ir_version = _IR_VERSION
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +122,8 @@ def write_detector(path: str | Path) -> Path:
         for name in outputs[kind]
     ]
     graph = helper.make_graph(
-        nodes, "tiny_scrfd",
+        nodes,
+        "tiny_scrfd",
         [helper.make_tensor_value_info("input.1", TP.FLOAT, [1, 3, "height", "width"])],
         graph_outputs,
     )
@@ -136,13 +139,20 @@ def write_recogniser(path: str | Path, seed: int = 0) -> Path:
     weight = (rng.standard_normal((features, 512)) * (1.5 / np.sqrt(features))).astype(np.float32)
     # Node names avoid the "Sub"/"Mul" prefixes by which insightface spots MXNet-style models.
     nodes = [
-        helper.make_node("AveragePool", ["input.1"], ["pooled"], name="pool",
-                         kernel_shape=[_RECOGNISER_POOL] * 2, strides=[_RECOGNISER_POOL] * 2),
+        helper.make_node(
+            "AveragePool",
+            ["input.1"],
+            ["pooled"],
+            name="pool",
+            kernel_shape=[_RECOGNISER_POOL] * 2,
+            strides=[_RECOGNISER_POOL] * 2,
+        ),
         helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten", axis=1),
         helper.make_node("MatMul", ["flat", "projection"], ["embedding"], name="project"),
     ]
     graph = helper.make_graph(
-        nodes, "tiny_arcface",
+        nodes,
+        "tiny_arcface",
         [helper.make_tensor_value_info("input.1", TP.FLOAT, ["batch", 3, 112, 112])],
         [helper.make_tensor_value_info("embedding", TP.FLOAT, ["batch", 512])],
         initializer=[onnx.numpy_helper.from_array(weight, "projection")],

@@ -41,7 +41,9 @@ def write_tiny_wav2vec2(
     folder = Path(folder)
     with quiet_transformers():
         model.save_pretrained(str(folder))
-        transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(str(folder))
+        transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(
+            str(folder)
+        )
     if not safetensors:  # the older pickle layout (recent transformers only write safetensors)
         from safetensors.torch import load_file
 

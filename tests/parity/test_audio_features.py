@@ -70,7 +70,9 @@ def test_audio_features(name: str, outputs: dict) -> None:
 def test_audio_features_transformer_stage(outputs: dict) -> None:
     """The transformer alone, fed the fixture's interpolated features."""
     name = "expected.hidden_states"
-    assert_matches(outputs["stage.hidden_states"], CASE.tensors[name], CASE.tolerance(name), f"audio_features stage {name}")
+    assert_matches(
+        outputs["stage.hidden_states"], CASE.tensors[name], CASE.tolerance(name), f"audio_features stage {name}"
+    )
 
 
 def test_audio_features_cnn_geometry(encoder) -> None:

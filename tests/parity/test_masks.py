@@ -79,8 +79,6 @@ def outputs(parity_path) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("name", NAMES or [pytest.param("-", marks=pytest.mark.skip(reason="no masks case"))])
 def test_masks(name: str, outputs: dict, parity_path) -> None:
     if name.startswith("expected.ref_image_u8"):
-        from PIL import Image
-
         from hallo_pipeline.face.images import reference_tensor, to_rgb_uint8
 
         ours = reference_tensor(to_rgb_uint8(parity_path / SOURCE_IMAGE_DEFAULT), _working_size())
@@ -129,6 +127,8 @@ def test_masks_end_to_end_face_mesh(parity_path) -> None:
     assert (rgb.shape[1], rgb.shape[0]) == _source_size()
     landmarks = choose_face(detector.detect(rgb))
     assert landmarks.shape == tuple(CASE.tensors["input.landmarks"].shape) and landmarks.dtype == np.float64
-    maps = region_maps(landmarks, rgb.shape[1], rgb.shape[0], CASE.settings["face_expand_ratio"], CASE.settings["lip_expand_ratio"])
+    maps = region_maps(
+        landmarks, rgb.shape[1], rgb.shape[0], CASE.settings["face_expand_ratio"], CASE.settings["lip_expand_ratio"]
+    )
     assert list(maps.face_box) == CASE.settings["face_box_xyxy"]
     assert list(maps.lip_box) == CASE.settings["lip_box_xyxy"]

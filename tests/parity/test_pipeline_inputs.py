@@ -16,7 +16,9 @@ from tests.parity.conftest import assert_matches, case
 
 CASE = case("pipeline")
 LANDMARKS_CASE = case("masks")
-FACE_NAMES = CASE.names("input.ref_image", "input.face_region", "input.full_mask.", "input.face_mask.", "input.lip_mask.")
+FACE_NAMES = CASE.names(
+    "input.ref_image", "input.face_region", "input.full_mask.", "input.face_mask.", "input.lip_mask."
+)
 AUDIO_NAMES = CASE.names("debug.wav2vec_hidden_states", "input.audio_features")
 pytestmark = pytest.mark.parity
 

@@ -20,7 +20,12 @@ def stable_wav2vec_dir(tmp_path_factory) -> Path:
     from hallo_pipeline.testing.tiny_wav2vec2 import write_tiny_wav2vec2
 
     return write_tiny_wav2vec2(
-        tmp_path_factory.mktemp("w2v") / "stable", hidden_size=24, layers=3, conv_dim=12, stable_layer_norm=True, safetensors=False
+        tmp_path_factory.mktemp("w2v") / "stable",
+        hidden_size=24,
+        layers=3,
+        conv_dim=12,
+        stable_layer_norm=True,
+        safetensors=False,
     )
 
 

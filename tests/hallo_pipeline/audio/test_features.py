@@ -55,14 +55,20 @@ def test_chunked_cnn_equals_the_whole_module(encoder, chunk_frames: int) -> None
     values = torch.from_numpy(normalize_waveform(speechlike(1.3)))
     whole = encoder.model.feature_extractor(values[None])[0]
     chunked = cnn_features(encoder.model.feature_extractor, values, chunk_frames)
-    assert chunked.shape == whole.shape == (whole.shape[0], cnn_output_length(encoder.model.feature_extractor, values.numel()))
+    assert (
+        chunked.shape
+        == whole.shape
+        == (whole.shape[0], cnn_output_length(encoder.model.feature_extractor, values.numel()))
+    )
     assert torch.allclose(chunked, whole, atol=1e-5, rtol=0)
 
 
 def test_chunked_cnn_of_layer_norm_variant(stable_wav2vec_dir) -> None:
     model = AudioEncoder(stable_wav2vec_dir).model
     values = torch.from_numpy(normalize_waveform(speechlike(0.7)))
-    assert torch.allclose(cnn_features(model.feature_extractor, values, 5), model.feature_extractor(values[None])[0], atol=1e-5)
+    assert torch.allclose(
+        cnn_features(model.feature_extractor, values, 5), model.feature_extractor(values[None])[0], atol=1e-5
+    )
 
 
 def test_cnn_memory_is_bounded_by_the_chunk(encoder) -> None:
@@ -147,7 +153,9 @@ def test_hallo2_chunks_restart_context_and_pad_only_the_last(encoder) -> None:
     expected = encoder.layer_outputs(encoder.interpolate(encoder.cnn_features(values), out.padded_frames - 30))
     assert torch.allclose(out.hidden_states[30:], expected, atol=1e-6)
     # Without chunks the context spans the whole audio, so the numbers differ.
-    assert not torch.allclose(encoder.encode(audio, 16000, clip_length=clip).hidden_states, out.hidden_states, atol=1e-3)
+    assert not torch.allclose(
+        encoder.encode(audio, 16000, clip_length=clip).hidden_states, out.hidden_states, atol=1e-3
+    )
 
 
 def test_hallo2_final_chunk_shorter_than_the_cnn_window(encoder) -> None:
@@ -209,10 +217,17 @@ def test_legacy_weight_norm_names_count_as_loaded() -> None:
 
     conv = "wav2vec2.encoder.pos_conv_embed.conv"
     info = {
-        "missing_keys": [f"{conv}.parametrizations.weight.original0", f"{conv}.parametrizations.weight.original1",
-                         "masked_spec_embed", "encoder.layers.0.attention.q_proj.weight"],
+        "missing_keys": [
+            f"{conv}.parametrizations.weight.original0",
+            f"{conv}.parametrizations.weight.original1",
+            "masked_spec_embed",
+            "encoder.layers.0.attention.q_proj.weight",
+        ],
         "unexpected_keys": [f"{conv}.weight_g", f"{conv}.weight_v", "lm_head.weight"],
     }
     assert _really_missing(info) == ["encoder.layers.0.attention.q_proj.weight"]
     info["unexpected_keys"] = [f"{conv}.weight_g"]
-    assert _really_missing(info) == ["encoder.layers.0.attention.q_proj.weight", "encoder.pos_conv_embed.conv.parametrizations.weight.original1"]
+    assert _really_missing(info) == [
+        "encoder.layers.0.attention.q_proj.weight",
+        "encoder.pos_conv_embed.conv.parametrizations.weight.original1",
+    ]

@@ -19,7 +19,9 @@ def write_audio(path, samples: np.ndarray, rate: int, codec: str, fmt: str, layo
     """Encode (channels, samples) int16 or float32 with PyAV."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=rate, layout=layout)
-        frame = av.AudioFrame.from_ndarray(samples if fmt.endswith("p") else samples.T.reshape(1, -1), format=fmt, layout=layout)
+        frame = av.AudioFrame.from_ndarray(
+            samples if fmt.endswith("p") else samples.T.reshape(1, -1), format=fmt, layout=layout
+        )
         frame.sample_rate = rate
         frame.time_base = Fraction(1, rate)
         for packet in stream.encode(frame):

@@ -15,7 +15,9 @@ def tone(freq: float, rate: int, seconds: float, amplitude: float = 0.5, phase: 
     return (amplitude * np.sin(2 * np.pi * freq * t + phase)).astype(np.float32)
 
 
-@pytest.mark.parametrize("from_rate, freq", [(44100, 440.0), (48000, 1234.5), (8000, 300.0), (22050, 3000.0), (16000, 500.0)])
+@pytest.mark.parametrize(
+    "from_rate, freq", [(44100, 440.0), (48000, 1234.5), (8000, 300.0), (22050, 3000.0), (16000, 500.0)]
+)
 def test_sine_keeps_frequency_and_amplitude(from_rate: int, freq: float) -> None:
     seconds, amplitude, phase = 1.0, 0.5, 0.3
     out = resample(tone(freq, from_rate, seconds, amplitude, phase), from_rate, 16000)

@@ -58,6 +58,8 @@ def test_missing_or_incomplete_model_folder(tmp_path, tiny_models_dir) -> None:
     only_recogniser = tmp_path / "partial"
     folder = only_recogniser / "face_analysis" / "models"
     folder.mkdir(parents=True)
-    (folder / RECOGNISER_FILE).write_bytes((tiny_models_dir / "face_analysis" / "models" / RECOGNISER_FILE).read_bytes())
+    (folder / RECOGNISER_FILE).write_bytes(
+        (tiny_models_dir / "face_analysis" / "models" / RECOGNISER_FILE).read_bytes()
+    )
     with pytest.raises(CheckpointError, match=f"no face detector.*{DETECTOR_FILE}"):
         IdentityEncoder(only_recogniser)

@@ -92,4 +92,6 @@ def test_reference_tensor_is_square_in_minus_one_one(rgb) -> None:
     assert -1.0 <= float(ref.min()) and float(ref.max()) <= 1.0
     # Same size in and out: no resampling, just the affine map of the pixels.
     square = rgb[:64, :64]
-    assert torch.equal(reference_tensor(square, 64), (torch.from_numpy(square).permute(2, 0, 1).float() / 255 - 0.5) / 0.5)
+    assert torch.equal(
+        reference_tensor(square, 64), (torch.from_numpy(square).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+    )

@@ -29,7 +29,11 @@ def test_one_face_in_pixels(detector, portrait, portrait_landmarks) -> None:
     assert detector.backend == "face_mesh"
     assert portrait_landmarks.shape == (NUM_LANDMARKS, 2) and portrait_landmarks.dtype == np.float64
     height, width = portrait.shape[:2]
-    assert (portrait_landmarks >= 0).all() and (portrait_landmarks[:, 0] < width).all() and (portrait_landmarks[:, 1] < height).all()
+    assert (
+        (portrait_landmarks >= 0).all()
+        and (portrait_landmarks[:, 0] < width).all()
+        and (portrait_landmarks[:, 1] < height).all()
+    )
 
 
 def test_large_non_square_image_gives_landmarks_at_full_resolution(detector, portrait, portrait_landmarks) -> None:

@@ -64,7 +64,9 @@ def test_token_masks_per_level(image_size: int) -> None:
             assert torch.equal(torch.round(mask * 255) / 255, mask)  # k / 255 values
     # At the map's own size the resize is the identity: the tokens are the 64x64 map, row-major.
     if image_size == 8 * BLUR_MAP_SIZE:
-        assert torch.equal(levels[0].lip.reshape(BLUR_MAP_SIZE, BLUR_MAP_SIZE) * 255, torch.from_numpy(maps.lip).float())
+        assert torch.equal(
+            levels[0].lip.reshape(BLUR_MAP_SIZE, BLUR_MAP_SIZE) * 255, torch.from_numpy(maps.lip).float()
+        )
 
 
 def test_token_masks_are_row_major() -> None:
