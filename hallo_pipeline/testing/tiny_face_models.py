@@ -9,7 +9,9 @@ The detector "sees" a face wherever a 32x32 cell of its 640x640 input is vivid g
 (G - R close to full scale; natural photos rarely are), so tests can draw faces: a green
 square of 50-100 px (as seen in the detector's 640-px input) is one face. The more blue the
 square holds, the larger the reported box (pure green: 320 px, cyan: twice that), which lets
-tests tell faces apart by size. The recogniser maps
+tests tell faces apart by size. With `fixed_face=True` (the detector `make-tiny-models` writes) it
+instead reports one face in the middle of its input whatever the picture, so a real portrait gets
+an identity. The recogniser maps
 an 8x8 average of the aligned 112x112 crop through a fixed random matrix to 512 numbers.
 """
 
@@ -62,7 +64,17 @@ def _save(graph, path: Path) -> Path:
     return path
 
 
-def write_detector(path: str | Path) -> Path:
+DETECTOR_SIDE = 640  # insightface feeds the detector a 640x640 canvas (det_size)
+
+
+def _centre_cell_scores() -> np.ndarray:
+    cells = DETECTOR_SIDE // _FACE_STRIDE
+    scores = np.zeros((cells * cells, 1), dtype=np.float32)
+    scores[(cells // 2) * cells + cells // 2] = 1.0
+    return scores
+
+
+def write_detector(path: str | Path, fixed_face: bool = False) -> Path:
     onnx = _onnx()
     helper, TP = onnx.helper, onnx.TensorProto
     node = helper.make_node
@@ -92,7 +104,13 @@ def write_detector(path: str | Path) -> Path:
             node("Reshape", [f"g{s}", "column"], [f"gc{s}"], name=f"cells_green_{s}"),
             node("Reshape", [f"b{s}", "column"], [f"bc{s}"], name=f"cells_blue_{s}"),
         ]
-        if s == _FACE_STRIDE:  # sigmoid(gain * (green - threshold)): ~1 on green cells, ~0 elsewhere
+        if s == _FACE_STRIDE and fixed_face:  # one sure face on the centre cell of the 640 canvas
+            nodes += [
+                _const(f"centre{s}", _centre_cell_scores()),
+                node("Mul", [f"gc{s}", "zero"], [f"gz{s}"], name=f"zero_{s}"),
+                node("Add", [f"gz{s}", f"centre{s}"], [f"sc{s}"], name=f"score_{s}"),
+            ]
+        elif s == _FACE_STRIDE:  # sigmoid(gain * (green - threshold)): ~1 on green cells, ~0 elsewhere
             nodes += [
                 node("Sub", [f"gc{s}", "threshold"], [f"ge{s}"], name=f"excess_{s}"),
                 node("Mul", [f"ge{s}", "gain"], [f"gl{s}"], name=f"logit_{s}"),
@@ -160,10 +178,13 @@ def write_recogniser(path: str | Path, seed: int = 0) -> Path:
     return _save(graph, Path(path))
 
 
-def write_tiny_face_models(folder: str | Path) -> Path:
-    """Write the two files into `folder` (a `face_analysis/models` folder) and return it."""
+def write_tiny_face_models(folder: str | Path, fixed_face: bool = False) -> Path:
+    """Write the two files into `folder` (a `face_analysis/models` folder) and return it.
+
+    fixed_face: the detector reports one face in the middle of any picture (for trying the
+    pack on real portraits) instead of one per drawn green square (for tests)."""
     folder = Path(folder)
-    write_detector(folder / DETECTOR_FILE)
+    write_detector(folder / DETECTOR_FILE, fixed_face=fixed_face)
     write_recogniser(folder / RECOGNISER_FILE)
     return folder
 
