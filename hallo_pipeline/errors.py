@@ -17,3 +17,7 @@ class InputError(HalloError, ValueError):
 
 class Cancelled(HalloError):
     """The caller's interrupt check asked us to stop."""
+
+
+class MissingDependencyError(HalloError, ImportError):
+    """An optional library needed for this step is not installed; the message names the pip command."""

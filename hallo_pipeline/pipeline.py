@@ -142,7 +142,7 @@ class HalloPipeline:
             from .face.analysis import FaceAnalyzer
 
             self._require_files("face_models")
-            self._face_analyzer = FaceAnalyzer(self.files.face_models)
+            self._face_analyzer = FaceAnalyzer(self.files.root)
         return self._face_analyzer
 
     def analyze_face(self, image, image_size: int | None = None, face_expand_ratio: float | None = None, **options):

@@ -34,3 +34,22 @@ def net_keys_tsv() -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not found: the official key list lives in ../shared beside the repository")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_folder(tmp_path_factory) -> Path:
+    """A complete model folder in the official layout with tiny random weights (make-tiny-models)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("insightface")
+    from hallo_pipeline.testing.tiny_models import make_tiny_models
+
+    return make_tiny_models(tmp_path_factory.mktemp("hallo_models"))
+
+
+@pytest.fixture(scope="session")
+def portrait_path() -> Path:
+    """The parity fixtures' public-domain portrait (mediapipe finds its face offline)."""
+    path = parity_dir() / "inputs" / "face.png"
+    if not path.is_file():
+        pytest.skip(f"{path} not found (set HALLO_PARITY_DIR to the fixture folder)")
+    return path

@@ -77,33 +77,25 @@ def write_tiny_vae(folder: Path, seed: int) -> Path:
     return folder
 
 
-def write_tiny_wav2vec2(folder: Path, seed: int) -> Path:
-    """A `Wav2Vec2ForCTC` checkpoint with wav2vec2-base's structure (7 conv layers, 12 layers)."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
-
-    torch.manual_seed(seed)
-    config = Wav2Vec2Config(
-        vocab_size=32, hidden_size=WAV2VEC_HIDDEN, num_hidden_layers=12, num_attention_heads=4,
-        intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
-        do_stable_layer_norm=False, feat_extract_norm="group",
-    )
-    model = Wav2Vec2ForCTC(config)
-    model.save_pretrained(str(folder), safe_serialization=True)
-    Wav2Vec2FeatureExtractor(
-        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=False
-    ).save_pretrained(str(folder))
-    return folder
-
-
 def make_tiny_models(root: str | Path, seed: int = 0, hallo2: bool = True) -> Path:
-    """Write a model folder laid out like fudan-generative-ai/hallo (+ hallo2/net.pth)."""
+    """Write a model folder laid out like fudan-generative-ai/hallo (+ hallo2/net.pth).
+
+    No mediapipe `.task` file (it cannot be made offline): landmarks fall back to the legacy
+    face mesh of mediapipe <= 0.10.21. The vocal separator is an identity MDX-Net stand-in.
+    """
+    from ..audio.separation import KNOWN_MODELS
     from .tiny_face_models import write_tiny_face_models
+    from .tiny_separator import write_mdx_model
+    from .tiny_wav2vec2 import write_tiny_wav2vec2
 
     root = Path(root)
     write_tiny_net(root / "hallo", seed)
     if hallo2:
         write_tiny_net(root / "hallo2", seed + 1)
     write_tiny_vae(root / "sd-vae-ft-mse", seed + 2)
-    write_tiny_wav2vec2(root / "wav2vec" / "wav2vec2-base-960h", seed + 3)
-    write_tiny_face_models(root / "face_analysis" / "models", seed=seed + 4)
+    write_tiny_wav2vec2(root / "wav2vec" / "wav2vec2-base-960h", hidden_size=WAV2VEC_HIDDEN,
+                        conv_dim=WAV2VEC_HIDDEN, seed=seed + 3)
+    write_tiny_face_models(root / "face_analysis" / "models", fixed_face=True)
+    params = KNOWN_MODELS["Kim_Vocal_2.onnx"]
+    write_mdx_model(root / "audio_separator" / "Kim_Vocal_2.onnx", params.dim_f, params.dim_t)
     return root

@@ -1,0 +1,87 @@
+"""The command line, run in-process as a user would call it."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hallo_pipeline.cli import main
+from hallo_pipeline.video import read_video_info
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _wav(path: Path, seconds: float, sr: int = 22050, channels: int = 2) -> Path:
+    import av
+    import numpy as np
+
+    t = np.arange(int(seconds * sr)) / sr
+    data = np.stack([0.3 * np.sin(2 * np.pi * (200 + 50 * c) * t) for c in range(channels)])
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream("pcm_s16le", rate=sr)
+        stream.layout = "stereo" if channels == 2 else "mono"
+        frame = av.AudioFrame.from_ndarray((data * 32767).astype(np.int16).reshape(1, -1), format="s16",
+                                           layout=stream.layout.name)
+        frame.sample_rate = sr
+        for packet in stream.encode(frame):
+            c.mux(packet)
+        for packet in stream.encode(None):
+            c.mux(packet)
+    return path
+
+
+def test_animate_writes_h264_aac_at_25fps_cut_to_the_audio(tiny_model_folder, portrait_path, tmp_path) -> None:
+    seconds = 0.7  # 17.5 -> 18 frames: not a multiple of the clip length 4
+    audio = _wav(tmp_path / "speech.wav", seconds)
+    out = tmp_path / "result.mp4"
+    rc = main(["animate", "--image", str(portrait_path), "--audio", str(audio), "--output", str(out),
+               "--models", str(tiny_model_folder), "--size", "128", "--steps", "2", "--clip-length", "4",
+               "--seed", "5", "--lip-weight", "1.5"])
+    assert rc == 0
+    info = read_video_info(out)
+    assert (info["video_codec"], info["audio_codec"]) == ("h264", "aac")
+    assert info["fps"] == 25
+    assert info["frames"] == math.ceil(seconds * 25) == 18
+    assert (info["width"], info["height"]) == (128, 128)
+    # the original audio, cut to the video (18 / 25 s > 0.7 s, so all of it); AAC pads its last frame
+    assert seconds <= info["audio_seconds"] <= seconds + 1024 / info["sample_rate"] + 1e-6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.mp4", "speech.wav"]
+
+
+def test_bad_image_is_an_error_message_not_a_traceback(tiny_model_folder, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (256, 256), (90, 120, 200)).save(tmp_path / "sky.png")
+    audio = _wav(tmp_path / "speech.wav", 0.3)
+    rc = main(["animate", "--image", str(tmp_path / "sky.png"), "--audio", str(audio), "--output",
+               str(tmp_path / "o.mp4"), "--models", str(tiny_model_folder), "--size", "128"])
+    assert rc == 2
+    assert "error:" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_make_tiny_models_and_help(tmp_path) -> None:
+    assert main(["make-tiny-models", str(tmp_path / "m")]) == 0
+    for part in ("hallo/net.pth", "hallo/config.json", "hallo2/net.pth", "sd-vae-ft-mse/config.json",
+                 "wav2vec/wav2vec2-base-960h/config.json", "face_analysis/models/scrfd_10g_bnkps.onnx",
+                 "face_analysis/models/glintr100.onnx", "audio_separator/Kim_Vocal_2.onnx"):
+        assert (tmp_path / "m" / part).is_file(), part
+    out = subprocess.run([sys.executable, "-m", "hallo_pipeline", "animate", "--help"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    for option in ("--steps", "--cfg", "--seed", "--pose-weight", "--face-weight", "--lip-weight", "--size",
+                   "--hallo2", "--separate-vocals", "--device", "--dtype"):
+        assert option in out
+
+
+def test_download_failure_says_what_to_do(tmp_path, monkeypatch, capsys) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network here either way
+    rc = main(["download", str(tmp_path / "models")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "could not download" in err and "fudan-generative-ai/hallo" in err and "run the same command again" in err

@@ -1,0 +1,96 @@
+"""HalloPipeline on a tiny model folder: stages, segments, cancel, Hallo2 mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hallo_pipeline.errors import Cancelled, CheckpointError, InputError
+from hallo_pipeline.pipeline import HalloPipeline, stitch
+
+SIZE, CLIP = 128, 4
+
+
+def _speech(seconds: float, sr: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)  # syllable-like loudness changes
+    return (0.3 * envelope * np.sin(2 * np.pi * 180 * t)).astype(np.float32)[None]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_model_folder):
+    return HalloPipeline.load(tiny_model_folder, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def reference(pipeline, portrait_path):
+    return pipeline.prepare_reference(pipeline.analyze_face(portrait_path, image_size=SIZE))
+
+
+@pytest.fixture(scope="module")
+def audio(pipeline):
+    return pipeline.encode_audio(_speech(0.9), 16000, clip_length=CLIP)  # 23 frames -> 24 padded
+
+
+def test_load_finds_hallo_and_its_files(pipeline, tiny_model_folder) -> None:
+    assert pipeline.variant == "hallo"
+    assert pipeline.files.net == tiny_model_folder / "hallo" / "net.pth"
+    assert pipeline.dtype == torch.float32 and pipeline.device.type == "cpu"
+    assert not pipeline.settings().motion_drop_rate
+
+
+def test_stages_fit_together(pipeline, reference, audio) -> None:
+    assert reference.reference_image.shape == (3, SIZE, SIZE)
+    assert audio.frames == 23 and audio.features.shape[0] == 24
+    segment = pipeline.sample(reference, audio, pipeline.settings(steps=2, clip_length=CLIP))
+    assert segment.frames.shape == (23, 3, SIZE, SIZE)
+    assert (segment.start_frame, segment.total_frames, segment.fps) == (0, 23, 25)
+    assert 0.0 <= segment.frames.min() and segment.frames.max() <= 1.0
+    assert reference.image_rows is not None  # the portrait's ReferenceNet rows are kept for re-runs
+
+
+def test_segments_equal_the_uninterrupted_run(pipeline, reference, audio) -> None:
+    settings = pipeline.settings(steps=2, clip_length=CLIP, seed=3)
+    whole = pipeline.sample(reference, audio, settings)
+    first = pipeline.sample(reference, audio, settings, start_frame=0, end_frame=8)
+    second = pipeline.sample(reference, audio, settings, start_frame=8, end_frame=16, context=first.context)
+    third = pipeline.sample(reference, audio, settings, start_frame=16, context=second.context)
+    assert [s.frames.shape[0] for s in (first, second, third)] == [8, 8, 7]
+    torch.testing.assert_close(stitch([third, first, second]), whole.frames, rtol=0, atol=1e-6)
+    with pytest.raises(InputError, match="not a multiple of the clip length"):
+        pipeline.sample(reference, audio, settings, start_frame=6, context=first.context)
+    with pytest.raises(InputError, match="segments do not join"):
+        stitch([first, third])
+
+
+def test_cancel_leaves_no_file(pipeline, portrait_path, tmp_path) -> None:
+    calls = []
+    out = tmp_path / "out.mp4"
+    with pytest.raises(Cancelled):
+        pipeline.animate(
+            portrait_path, (_speech(0.9), 16000), out, pipeline.settings(steps=2, clip_length=CLIP),
+            image_size=SIZE, progress=calls.append, should_cancel=lambda: len(calls) >= 3,
+        )
+    assert len(calls) == 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hallo2_mode(tiny_model_folder, portrait_path) -> None:
+    pipe = HalloPipeline.load(tiny_model_folder, variant="hallo2", device="cpu")
+    assert pipe.variant == "hallo2" and pipe.files.net.parent.name == "hallo2"
+    settings = pipe.settings(steps=1, clip_length=CLIP)
+    assert settings.motion_drop_rate == 0.25
+    assert pipe.audio_chunk_seconds() == 60.0 and pipe.audio_chunk_seconds("hallo") is None
+    reference = pipe.prepare_reference(pipe.analyze_face(portrait_path, image_size=SIZE))
+    audio = pipe.encode_audio(_speech(0.3), 16000, clip_length=CLIP)
+    assert pipe.sample(reference, audio, settings).frames.shape == (8, 3, SIZE, SIZE)
+
+
+def test_missing_parts_name_the_fix(tmp_path) -> None:
+    with pytest.raises(CheckpointError, match=r"no Hallo weights found.*python -m hallo_pipeline download"):
+        HalloPipeline.load(tmp_path, device="cpu")
+    (tmp_path / "hallo").mkdir()
+    (tmp_path / "hallo" / "net.pth").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match=r"missing: .*sd-vae-ft-mse.*python -m hallo_pipeline download"):
+        HalloPipeline.load(tmp_path, device="cpu")
