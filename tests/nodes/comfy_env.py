@@ -23,9 +23,10 @@ STANDIN = Path(__file__).resolve().parent / "standin"
 COMFY_MODULES = ("folder_paths", "comfy", "comfy_api")
 
 
-def _purge(prefixes) -> None:
-    for name in [n for n in sys.modules if any(n == p or n.startswith(p + ".") for p in prefixes)]:
-        del sys.modules[name]
+def _purge(prefixes) -> dict[str, ModuleType]:
+    """Remove these modules (and their submodules) from sys.modules; returns what was removed."""
+    names = [n for n in sys.modules if any(n == p or n.startswith(p + ".") for p in prefixes)]
+    return {name: sys.modules.pop(name) for name in names}
 
 
 def load_pack(folder: Path = REPO) -> ModuleType:
@@ -76,18 +77,20 @@ def comfy_env(models_dir: Path, v3: bool = True, extra_hallo_paths=()) -> Iterat
     v3=False plays a ComfyUI from before the V3 API (no `comfy_api.latest`).
     extra_hallo_paths play `hallo:` entries of extra_model_paths.yaml (registered before packs load).
     """
-    pack_name = str(REPO).replace(".", "_x_")
-    with pytest.MonkeyPatch.context() as mp:
-        _purge((pack_name, *COMFY_MODULES))
-        mp.syspath_prepend(str(STANDIN))
-        if not v3:
-            mp.setitem(sys.modules, "comfy_api", None)  # `import comfy_api...` raises ImportError
-        folder_paths = importlib.import_module("folder_paths")
-        mp.setattr(folder_paths, "models_dir", str(models_dir))
-        for path in extra_hallo_paths:
-            folder_paths.add_model_folder_path("hallo", str(path))
-        try:
-            pack = load_pack()
-            yield ComfyEnv(pack, models_dir)
-        finally:
-            _purge((pack_name, *COMFY_MODULES))
+    prefixes = (str(REPO).replace(".", "_x_"), *COMFY_MODULES)
+    outer = _purge(prefixes)  # an enclosing environment gets its modules back at the end
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.syspath_prepend(str(STANDIN))
+            if not v3:
+                mp.setitem(sys.modules, "comfy_api", None)  # `import comfy_api...` raises ImportError
+            folder_paths = importlib.import_module("folder_paths")
+            mp.setattr(folder_paths, "models_dir", str(models_dir))
+            for path in extra_hallo_paths:
+                folder_paths.add_model_folder_path("hallo", str(path))
+            try:
+                yield ComfyEnv(load_pack(), models_dir)
+            finally:
+                _purge(prefixes)
+    finally:
+        sys.modules.update(outer)

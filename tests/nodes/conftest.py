@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,26 +17,18 @@ def comfy(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def tiny_model_folder(tmp_path_factory) -> Path:
-    """Net + VAE of the tiny models in the official layout (read-only for tests: copy before changing)."""
-    from hallo_pipeline.testing.tiny_models import write_tiny_net, write_tiny_vae
+def tiny_models(tmp_path_factory) -> Path:
+    """A complete tiny model folder (`make-tiny-models`): Hallo + Hallo2 nets, VAE, wav2vec2, face models."""
+    from hallo_pipeline.testing.tiny_models import make_tiny_models
 
-    root = tmp_path_factory.mktemp("tiny") / "hallo"
-    write_tiny_net(root / "hallo", seed=0)
-    write_tiny_vae(root / "sd-vae-ft-mse", seed=2)
-    return root
+    return make_tiny_models(tmp_path_factory.mktemp("tiny_full") / "hallo")
 
 
 @pytest.fixture
-def comfy_with_models(tmp_path, tiny_model_folder):
+def comfy_with_models(tmp_path, tiny_models):
     """The pack in a stand-in ComfyUI whose models/hallo is the tiny model folder."""
     models = tmp_path / "models"
     models.mkdir()
-    (models / "hallo").symlink_to(tiny_model_folder, target_is_directory=True)
+    (models / "hallo").symlink_to(tiny_models, target_is_directory=True)
     with comfy_env(models) as env:
         yield env
-
-
-def copy_models(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, symlinks=True)
-    return dst

@@ -13,13 +13,13 @@ SIZE, CLIP, FRAMES = 64, 4, 10  # 10 frames of audio -> 3 clips, the last one tr
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_model_folder):
+def run(tmp_path_factory, tiny_models):
     """Execute nodes by id with keyword inputs, as ComfyUI's executor does; returns the output tuple."""
     from tests.nodes.comfy_env import comfy_env
 
     models = tmp_path_factory.mktemp("comfy") / "models"
     models.mkdir()
-    (models / "hallo").symlink_to(tiny_model_folder, target_is_directory=True)
+    (models / "hallo").symlink_to(tiny_models, target_is_directory=True)
     with comfy_env(models) as env:
         nodes = env.nodes()
 

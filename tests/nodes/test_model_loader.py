@@ -29,9 +29,9 @@ def test_loader_errors_name_the_model_folder_input(tmp_path, make, message) -> N
             env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto")
 
 
-def test_loader_error_for_a_folder_without_vae(tmp_path, tiny_model_folder) -> None:
+def test_loader_error_for_a_folder_without_vae(tmp_path, tiny_models) -> None:
     (tmp_path / "models" / "hallo").mkdir(parents=True)
-    (tmp_path / "models" / "hallo" / "hallo").symlink_to(tiny_model_folder / "hallo", target_is_directory=True)
+    (tmp_path / "models" / "hallo" / "hallo").symlink_to(tiny_models / "hallo", target_is_directory=True)
     with comfy_env(tmp_path / "models") as env:
         with pytest.raises(env.module("hallo_pipeline.errors").CheckpointError,
                            match=r"HalloModelLoader input 'model_folder': model folder .* is incomplete; missing: .*sd-vae-ft-mse.* in the folder "):

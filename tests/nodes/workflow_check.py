@@ -14,16 +14,16 @@ from dataclasses import dataclass
 WIDGET_TYPES = {"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 
-# The core nodes our workflows use, as ComfyUI 0.3.64 and 0.33.0 declare them: link inputs, widget
-# count (LoadImage/LoadAudio store the upload widget's value too), output types.
+# The core nodes our workflows use, as ComfyUI 0.3.64 and 0.33.0 declare them: link inputs, the
+# widget values the frontend stores (LoadImage / LoadAudio add the upload widget's), output types.
 CORE_NODES = {
-    "LoadImage": ({}, 2, ["IMAGE", "MASK"]),
-    "LoadAudio": ({}, 3, ["AUDIO"]),
-    "SaveVideo": ({"video": "VIDEO"}, 3, []),
-    "CreateVideo": ({"images": "IMAGE", "audio": "AUDIO"}, 1, ["VIDEO"]),
-    "PreviewImage": ({"images": "IMAGE"}, 0, []),
-    "MaskPreview": ({"mask": "MASK"}, 0, []),
-    "ImageScale": ({"image": "IMAGE"}, 4, ["IMAGE"]),
+    "LoadImage": ({}, ["image", "upload"], ["IMAGE", "MASK"]),
+    "LoadAudio": ({}, ["audio", "audioUI", "upload"], ["AUDIO"]),
+    "SaveVideo": ({"video": "VIDEO"}, ["filename_prefix", "format", "codec"], []),
+    "CreateVideo": ({"images": "IMAGE", "audio": "AUDIO"}, ["fps"], ["VIDEO"]),
+    "PreviewImage": ({"images": "IMAGE"}, [], []),
+    "MaskPreview": ({"mask": "MASK"}, [], []),
+    "ImageScale": ({"image": "IMAGE"}, ["upscale_method", "width", "height", "crop"], ["IMAGE"]),
 }
 
 
@@ -71,10 +71,10 @@ def check_workflow(workflow: dict, specs: dict[str, NodeSpec]) -> list[str]:
     for node in nodes.values():
         where = f"node {node['id']} ({node['type']})"
         if node["type"] in CORE_NODES:
-            links, count, outputs = CORE_NODES[node["type"]]
+            links, widgets, outputs = CORE_NODES[node["type"]]
             spec = NodeSpec(links, set(), [], outputs)
-            if len(node.get("widgets_values") or []) != count:
-                problems.append(f"{where}: {len(node.get('widgets_values') or [])} widget values, expected {count}")
+            if len(node.get("widgets_values") or []) != len(widgets):
+                problems.append(f"{where}: {len(node.get('widgets_values') or [])} widget values, expected {len(widgets)}")
         elif node["type"] in specs:
             spec = specs[node["type"]]
             values = list(node.get("widgets_values") or [])
@@ -114,3 +114,25 @@ def check_workflow(workflow: dict, specs: dict[str, NodeSpec]) -> list[str]:
         if link_id not in (out.get("links") or []) or inp.get("link") != link_id:
             problems.append(f"link {link_id}: not recorded on both ends")
     return problems
+
+
+def to_prompt(workflow: dict, specs: dict[str, NodeSpec]) -> dict:
+    """UI format -> {node id: (type, {input: value or (origin id, slot)})}, as ComfyUI queues it."""
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    links = {l[0]: (l[1], l[2]) for l in workflow["links"]}
+    prompt = {}
+    for node in nodes.values():
+        values = list(node.get("widgets_values") or [])
+        inputs = {}
+        if node["type"] in CORE_NODES:
+            inputs.update(zip(CORE_NODES[node["type"]][1], values))
+        else:
+            for name, _, options in specs[node["type"]].widgets:
+                inputs[name] = values.pop(0)
+                if options.get("control_after_generate"):
+                    values.pop(0)
+        for slot in node.get("inputs") or []:
+            if slot.get("link") is not None:
+                inputs[slot["name"]] = links[slot["link"]]
+        prompt[node["id"]] = (node["type"], inputs)
+    return prompt
