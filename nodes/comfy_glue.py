@@ -92,8 +92,8 @@ def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-class _Part(torch.nn.Module):
-    """One unit ComfyUI loads and offloads; a plain container, because ModelPatcher writes
+class HalloModelPart(torch.nn.Module):
+    """One unit ComfyUI loads and offloads (its log names it by this class); a plain container, because ModelPatcher writes
     bookkeeping attributes (`device`, ...) onto the module it wraps, which diffusers and
     transformers models refuse (their `device` is a read-only property)."""
 
@@ -121,7 +121,7 @@ class ComfyPlacement(Placement):
         self._memory_required = 0
 
     def _manage(self, modules) -> ModelPatcher:
-        patcher = ModelPatcher(_Part(modules), load_device=self.device, offload_device=self.offload)
+        patcher = ModelPatcher(HalloModelPart(modules), load_device=self.device, offload_device=self.offload)
         for m in modules:
             self._patchers[id(m)] = patcher
         return patcher

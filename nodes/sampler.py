@@ -56,7 +56,7 @@ class HalloSampler(io.ComfyNode):
                 FRAMES.Input(
                     "previous", optional=True,
                     tooltip="The segment this one continues: its last frames are the motion context, so the joined "
-                    "video has no seam.",
+                    "video has no seam. If it already reaches the end of the audio, this segment is empty.",
                 ),
             ],
             outputs=[FRAMES.Output("frames", display_name="frames", tooltip="The generated segment, for Hallo Video Stitch.")],
@@ -74,6 +74,8 @@ class HalloSampler(io.ComfyNode):
             weights=RegionWeights(pose=pose_weight, face=face_weight, lip=lip_weight),
         )
         start, end, context = _frame_range(audio, start_frame, end_frame, previous)
+        if start >= audio.frames:  # the previous segment already reached the end: nothing left to render
+            return io.NodeOutput(_empty_segment(previous))
         memory = glue.working_memory(reference.image_size, audio.clip_length, pipeline.dtype)
         with blame(NODE_ID, "audio"), pipeline.placement.computing(memory):
             segment = pipeline.sample(
@@ -99,6 +101,14 @@ def _mode(mode: str, audio) -> str:
     return mode
 
 
+def _empty_segment(previous):
+    """No frames, at the end of the audio, so a workflow made for long audio also runs on short audio."""
+    from ..hallo_pipeline.pipeline import FrameSegment
+
+    frames = previous.frames[:0]
+    return FrameSegment(frames, previous.end_frame, previous.total_frames, previous.fps, previous.context)
+
+
 def _frame_range(audio, start_frame: int, end_frame: int, previous):
     """(start, end or None, motion context) of the segment to render, checked against the audio."""
     from ..hallo_pipeline.errors import InputError
@@ -113,9 +123,7 @@ def _frame_range(audio, start_frame: int, end_frame: int, previous):
                     f"the previous segment belongs to an audio of {previous.total_frames} frames, this audio has "
                     f"{total}; connect a segment made from the same Hallo Audio Embed output"
                 )
-            if previous.end_frame >= total:
-                raise InputError(f"the previous segment already reaches the end of the audio (frame {total}); nothing is left to render")
-            if previous.end_frame % clip:
+            if previous.end_frame % clip and previous.end_frame < total:
                 raise InputError(
                     f"the previous segment ends at frame {previous.end_frame}, inside a clip of {clip} frames; "
                     f"render it with an end_frame that is a multiple of {clip}"

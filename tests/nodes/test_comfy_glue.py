@@ -59,6 +59,7 @@ def test_every_network_is_a_comfyui_model_loaded_through_load_models_gpu(comfy_w
     placement = pipeline.placement
     assert isinstance(placement, glue.ComfyPlacement) and pipeline.dtype == torch.float32
     patchers = placement.patchers
+    assert all(type(p.model).__name__ == "HalloModelPart" for p in patchers)  # the name ComfyUI logs
     wrapped = [list(p.model.parts) for p in patchers]
     net = pipeline.net
     assert [pipeline.codec.vae] in wrapped and [net.reference_unet] in wrapped

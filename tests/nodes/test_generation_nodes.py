@@ -98,6 +98,19 @@ def test_segments_continue_seamlessly_and_stitch_with_audio(run, pipeline) -> No
     assert torch.equal(cut_tail["waveform"], track["waveform"][..., start : start + (FRAMES - CLIP) * sr // 25])
 
 
+def test_a_segment_after_the_end_of_the_audio_is_empty(run, pipeline) -> None:
+    """So the long-audio example (a first segment of 1504 frames, then the rest) also runs on short audio."""
+    env = run.env
+    (reference,) = run("HalloReferenceEncode", pipeline=pipeline, face=_face(env))
+    audio = _audio(env, pipeline)
+    whole = _sample(run, pipeline, reference, audio, end_frame=1504)
+    rest = _sample(run, pipeline, reference, audio, previous=whole)
+    assert rest.frames.shape == (0, 3, SIZE, SIZE) and rest.start_frame == whole.end_frame == FRAMES
+    track = {"waveform": torch.zeros(1, 1, 16000), "sample_rate": 16000}
+    images, _, _ = run("HalloVideoStitch", frames=whole, audio=track, fps=25.0, frames_2=rest)
+    assert torch.equal(images, whole.frames.permute(0, 2, 3, 1))
+
+
 def test_a_later_start_without_previous_begins_from_the_portrait(run, pipeline) -> None:
     env = run.env
     (reference,) = run("HalloReferenceEncode", pipeline=pipeline, face=_face(env))
