@@ -56,7 +56,7 @@ class Setup:
 
 
 SETUPS = {
-    "tiny": Setup("tiny", size=128, frames=16, steps=8, clips=2),
+    "tiny": Setup("tiny", size=128, frames=16, steps=4, clips=2),
     "full": Setup("full", size=512, frames=16, steps=40, clips=2),
 }
 
@@ -127,7 +127,30 @@ def build(config_name: str, device: torch.device, dtype: torch.dtype):
     return config, net, vae.to(device, dtype).eval().requires_grad_(False)
 
 
-def clip_inputs(net: HalloNet, setup: Setup, device, dtype) -> ClipInputs:
+def audio_features_seconds(config_name: str, device: torch.device, dtype: torch.dtype, seconds: float) -> dict:
+    """wav2vec2 features of `seconds` of audio: the tiny test encoder, or wav2vec2-base's size with random weights."""
+    import tempfile
+
+    from hallo_pipeline.audio.features import AudioEncoder
+    from hallo_pipeline.testing.tiny_wav2vec2 import write_tiny_wav2vec2
+
+    with tempfile.TemporaryDirectory() as folder:
+        if config_name == "tiny":
+            write_tiny_wav2vec2(folder, hidden_size=32, conv_dim=32)
+        else:  # transformers' default Wav2Vec2Config is wav2vec2-base's architecture
+            from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+
+            Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=32)).save_pretrained(folder)
+            Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(folder)
+        encoder = AudioEncoder(folder, device=device, dtype=dtype)
+        t = torch.linspace(0, seconds, int(16000 * seconds))
+        wave = (0.3 * torch.sin(2 * torch.pi * 180 * t) * (0.5 + 0.5 * torch.sin(2 * torch.pi * 3 * t))).numpy()
+        result = timed(lambda: encoder.encode(wave, 16000, clip_length=16), device, repeat=2)
+    result["audio_seconds"] = seconds
+    return result
+
+
+def clip_inputs(net: HalloNet, setup: Setup) -> ClipInputs:
     g = torch.Generator().manual_seed(0)
     lat = setup.size // 8
     masks = [RegionMasks(*(torch.rand((lat >> i) ** 2, generator=g) for _ in range(3))) for i in range(4)]
@@ -146,8 +169,8 @@ def clip_inputs(net: HalloNet, setup: Setup, device, dtype) -> ClipInputs:
 MODES = {
     # the release's order of work: ReferenceNet on all six rows every clip, VAE decode one frame at a time
     "baseline": dict(cache_reference=False, decode_batch=1, low_vram=False),
-    "default": dict(cache_reference=True, decode_batch=8, low_vram=False),
-    "low_vram": dict(cache_reference=True, decode_batch=4, low_vram=True),
+    "default": dict(cache_reference=True, decode_batch=None, low_vram=False),
+    "low_vram": dict(cache_reference=True, decode_batch=None, low_vram=True),
 }
 
 
@@ -162,7 +185,7 @@ def run_mode(mode: str, net, vae, setup: Setup, device, dtype) -> dict:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    inputs = clip_inputs(net, setup, device, dtype)
+    inputs = clip_inputs(net, setup)
     sampler = ClipSampler(net, codec, settings, placement=placement)
     _sync(device)
     t0 = time.perf_counter()
@@ -206,8 +229,7 @@ def main(argv=None) -> int:
 
     config, net, vae = build(args.config, device, dtype)
     flops = count_flops(config, setup.size, setup.frames)
-    inputs = clip_inputs(net, setup, device, dtype)
-    codec = LatentCodec(vae)
+    inputs = clip_inputs(net, setup)
     lat = setup.size // 8
     g = torch.Generator().manual_seed(1)
     ref_lat = torch.randn(3, 4, lat, lat, generator=g).to(device, dtype)
@@ -227,7 +249,8 @@ def main(argv=None) -> int:
         "reference_motion_per_clip": timed(
             lambda: motion_frame_features(net, ref_lat[1:], inputs.identity.face_tokens), device),
         "vae_decode_per_frame": timed(lambda: LatentCodec(vae, decode_batch=1).decode(latents[0].transpose(0, 1)), device, 2),
-        "vae_decode_batched_8": timed(lambda: LatentCodec(vae, decode_batch=8).decode(latents[0].transpose(0, 1)), device, 2),
+        "vae_decode_batched_auto": timed(lambda: LatentCodec(vae).decode(latents[0].transpose(0, 1)), device, 2),
+        "audio_features": audio_features_seconds(args.config, device, dtype, setup.clips * setup.frames / 25),
     }
     modes = {m: run_mode(m, net, vae, setup, device, dtype) for m in args.modes.split(",")}
 

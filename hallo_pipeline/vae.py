@@ -28,13 +28,33 @@ def load_vae(folder: str | Path, device: str | torch.device = "cpu", dtype: torc
     return vae.to(device).eval().requires_grad_(False)
 
 
-class LatentCodec:
-    """Encodes reference/motion images to scaled latent means and decodes latents to [0, 1] frames."""
+# Rough peak of the SD VAE decoder per output pixel and frame: a few live 128-channel maps at
+# full resolution. Only used to size decode batches so they fit in the free GPU memory.
+_DECODE_BYTES_PER_PIXEL_PER_ELEMENT = 128 * 8
+MAX_DECODE_BATCH = 16
 
-    def __init__(self, vae, scaling_factor: float = VAE_SCALING_FACTOR, decode_batch: int = 1):
+
+class LatentCodec:
+    """Encodes reference/motion images to scaled latent means and decodes latents to [0, 1] frames.
+
+    decode_batch: frames per VAE decode call; None sizes it from the free GPU memory (8 on the
+    CPU). The release decodes one frame at a time (decode_batch=1); batching gives the same frames.
+    """
+
+    def __init__(self, vae, scaling_factor: float = VAE_SCALING_FACTOR, decode_batch: int | None = None):
         self.vae = vae
         self.scaling_factor = scaling_factor
-        self.decode_batch = max(1, decode_batch)
+        self.decode_batch = decode_batch
+
+    def _batch_size(self, latents: torch.Tensor) -> int:
+        if self.decode_batch is not None:
+            return max(1, self.decode_batch)
+        if self.device.type != "cuda":
+            return 8
+        free, _ = torch.cuda.mem_get_info(self.device)
+        h, w = latents.shape[-2:]
+        per_frame = (8 * h) * (8 * w) * self.dtype.itemsize * _DECODE_BYTES_PER_PIXEL_PER_ELEMENT
+        return int(max(1, min(MAX_DECODE_BATCH, free // 2 // per_frame)))
 
     @property
     def device(self) -> torch.device:
@@ -52,12 +72,12 @@ class LatentCodec:
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """(N, 4, h, w) -> (N, 3, H, W) float32 in [0, 1] on the CPU, `decode_batch` frames at a time.
+        """(N, 4, h, w) -> (N, 3, H, W) float32 in [0, 1] on the CPU, a batch of frames at a time.
 
         Frames leave the device as soon as they are decoded.
         """
         out = []
-        for chunk in latents.split(self.decode_batch):
+        for chunk in latents.split(self._batch_size(latents)):
             image = self.vae.decode(chunk.to(self.device, self.dtype) / self.scaling_factor).sample
             out.append((image / 2 + 0.5).clamp(0, 1).float().cpu())
         return torch.cat(out)

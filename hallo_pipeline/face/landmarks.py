@@ -73,7 +73,7 @@ class LandmarkDetector:
             raise InputError(
                 f"no face landmark model: {TASK_FILE} is not in the model folder and this mediapipe "
                 f"({getattr(mp, '__version__', '?')}) no longer has the built-in face mesh; download the model "
-                "folder completely (huggingface-cli download fudan-generative-ai/hallo) or "
+                "folder completely (python -m hallo_pipeline download <model folder>) or "
                 "pip install mediapipe==0.10.21"
             )
         with solutions.face_mesh.FaceMesh(

@@ -1,0 +1,35 @@
+"""The benchmark script runs on the CPU in CI-sized time and writes a complete result."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_tiny_cpu_benchmark_writes_json_and_markdown(tmp_path) -> None:
+    from benchmarks.run import main
+
+    assert main(["--config", "tiny", "--device", "cpu", "--steps", "1", "--clips", "1",
+                 "--out", str(tmp_path), "--name", "t"]) == 0
+    result = json.loads((tmp_path / "t.json").read_text())
+    assert result["device_type"] == "cpu" and result["dtype"] == "fp32"
+    assert result["command"].startswith("python benchmarks/run.py --config tiny")
+    assert set(result["modes"]) == {"baseline", "default", "low_vram"}
+    for mode in result["modes"].values():
+        assert mode["frames"] == 16 and mode["seconds"] > 0
+    # FLOPs counted on the meta device: the cached ReferenceNet does 4 of the release's 6 rows per clip
+    flops = result["flops"]
+    assert flops["denoiser_forward"] > 0
+    assert abs(flops["reference_per_clip_cached"] / flops["reference_release_order"] - 4 / 6) < 0.01
+    assert 0 < result["denoiser_utilisation_of_measured_matmul_peak"] < 1
+    assert "| baseline |" in (tmp_path / "t.md").read_text()
+
+
+def test_full_size_flop_count_matches_the_spec() -> None:
+    """SPEC §12: ReferenceNet 4.8 TFLOP per clip (6 images); the release's denoiser forward 54.0 TFLOP.
+    Ours does less (about 48.4): see benchmarks/README.md for where the difference goes."""
+    from benchmarks.run import count_flops
+    from hallo_pipeline.config import NetConfig
+
+    flops = count_flops(NetConfig(), size=512, frames=16)
+    assert abs(flops["reference_release_order"] / 1e12 - 4.8) < 0.05
+    assert 45.0 < flops["denoiser_forward"] / 1e12 < 54.0
