@@ -70,7 +70,7 @@ class LandmarkDetector:
         mp = _mediapipe()
         solutions = getattr(mp, "solutions", None)
         if solutions is None or not hasattr(solutions, "face_mesh"):
-            raise InputError(
+            raise CheckpointError(
                 f"no face landmark model: {TASK_FILE} is not in the model folder and this mediapipe "
                 f"({getattr(mp, '__version__', '?')}) no longer has the built-in face mesh; download the model "
                 "folder completely (python -m hallo_pipeline download <model folder>) or "

@@ -98,3 +98,15 @@ def test_tasks_api_is_used_when_the_task_file_exists(tmp_path, portrait) -> None
     faces = detector.detect(portrait)
     assert len(faces) == 1 and faces[0].shape == (NUM_LANDMARKS, 2) and faces[0].dtype == np.float64
     assert LandmarkDetector(models_dir=tmp_path / "elsewhere").backend == "face_mesh"
+
+
+def test_mediapipe_without_face_mesh_and_no_task_file_names_both_fixes(monkeypatch, tmp_path) -> None:
+    """Newer mediapipe ships no built-in face mesh: without the .task file that is a model-folder problem."""
+    import mediapipe
+
+    from hallo_pipeline.errors import CheckpointError
+    from hallo_pipeline.face.landmarks import LandmarkDetector
+
+    monkeypatch.delattr(mediapipe, "solutions", raising=False)
+    with pytest.raises(CheckpointError, match=r"face_landmarker_v2_with_blendshapes\.task.*hallo_pipeline download.*mediapipe==0\.10\.21"):
+        LandmarkDetector(tmp_path).detect(np.zeros((64, 64, 3), dtype=np.uint8))
