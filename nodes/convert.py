@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..hallo_pipeline.errors import InputError
 
 
 def chw_to_image(frames: torch.Tensor) -> torch.Tensor:
@@ -26,19 +25,10 @@ def map_to_mask(region: torch.Tensor, size: int) -> torch.Tensor:
 
 def single_audio(audio: dict) -> tuple[torch.Tensor, int]:
     """AUDIO {"waveform": [B, C, T], "sample_rate"} -> ((C, T) float32 on the CPU, rate); one item only."""
-    waveform = torch.as_tensor(audio["waveform"])
-    if waveform.ndim == 3:
-        if waveform.shape[0] != 1:
-            raise InputError(
-                f"the AUDIO holds a batch of {waveform.shape[0]} tracks; Hallo animates one, so pass a single "
-                "track (batch of 1), e.g. straight from Load Audio"
-            )
-        waveform = waveform[0]
-    elif waveform.ndim == 1:
-        waveform = waveform[None]
-    if waveform.ndim != 2:
-        raise InputError(f"the AUDIO waveform has shape {tuple(waveform.shape)}; expected [batch, channels, samples]")
-    return waveform.detach().float().cpu(), int(audio["sample_rate"])
+    from ..hallo_pipeline.audio.io import to_channels_first
+
+    waveform = torch.as_tensor(audio["waveform"]).detach().float().cpu()
+    return torch.from_numpy(to_channels_first(waveform.numpy())), int(audio["sample_rate"])
 
 
 def make_audio(waveform: torch.Tensor, sample_rate: int) -> dict:

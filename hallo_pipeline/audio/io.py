@@ -83,8 +83,8 @@ def to_channels_first(waveform: WaveformLike) -> np.ndarray:
     if array.ndim == 3:
         if array.shape[0] != 1:
             raise InputError(
-                f"audio is a batch of {array.shape[0]} waveforms; pass one "
-                "(batch size 1, e.g. ComfyUI AUDIO with one clip)"
+                f"audio is a batch of {array.shape[0]} tracks; Hallo animates one, so pass a single track "
+                "(batch size 1, e.g. a ComfyUI AUDIO straight from Load Audio)"
             )
         array = array[0]
     if array.ndim == 1:
