@@ -39,7 +39,11 @@ from hallo_pipeline.sampling.guided_step import (  # noqa: E402
     reference_layers,
 )
 from hallo_pipeline.testing.tiny_models import random_init, tiny_net_config  # noqa: E402
-from hallo_pipeline.vae import LatentCodec  # noqa: E402
+from hallo_pipeline.vae import MAX_DECODE_BATCH, LatentCodec  # noqa: E402
+
+from benchmarks.memory_estimate import FULL_VAE, build_meta_models, estimate_generation  # noqa: E402
+
+TINY_VAE = dict(block_out_channels=(16, 32, 32, 32), layers_per_block=1, norm_num_groups=8)
 
 # bf16 dense matmul peaks measured on this project's lent machines (SPEC §12, device notes).
 KNOWN_PEAK_TFLOPS = {"H100": 798.0, "H200": 790.0}
@@ -110,20 +114,32 @@ def count_flops(config: NetConfig, size: int, frames: int) -> dict:
     return {"denoiser_forward": denoiser, "reference_release_order": ref_release, "reference_per_clip_cached": ref_cached}
 
 
+VAE_SIZES = {"tiny": TINY_VAE, "full": FULL_VAE}
+
+
+def audio_config(config_name: str):
+    """The wav2vec2 `audio_features_seconds` runs: the tiny test encoder, or wav2vec2-base."""
+    from transformers import Wav2Vec2Config
+
+    from hallo_pipeline.testing.tiny_wav2vec2 import tiny_wav2vec2_config
+
+    return tiny_wav2vec2_config(hidden_size=32, conv_dim=32) if config_name == "tiny" else Wav2Vec2Config(vocab_size=32)
+
+
+def net_config(config_name: str) -> NetConfig:
+    return tiny_net_config() if config_name == "tiny" else NetConfig()
+
+
 def build(config_name: str, device: torch.device, dtype: torch.dtype):
     from diffusers import AutoencoderKL
 
-    config = tiny_net_config() if config_name == "tiny" else NetConfig()
+    config = net_config(config_name)
     with torch.device(device):
         net = random_init(HalloNet(config), seed=0)
     net = net.to(dtype).eval().requires_grad_(False)
-    if config_name == "tiny":
-        vae_kwargs = dict(block_out_channels=(16, 32, 32, 32), layers_per_block=1, norm_num_groups=8)
-    else:  # sd-vae-ft-mse sizes
-        vae_kwargs = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32)
     torch.manual_seed(0)
     vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, **vae_kwargs)
+                        up_block_types=("UpDecoderBlock2D",) * 4, **VAE_SIZES[config_name])
     return config, net, vae.to(device, dtype).eval().requires_grad_(False)
 
 
@@ -138,9 +154,9 @@ def audio_features_seconds(config_name: str, device: torch.device, dtype: torch.
         if config_name == "tiny":
             write_tiny_wav2vec2(folder, hidden_size=32, conv_dim=32)
         else:  # transformers' default Wav2Vec2Config is wav2vec2-base's architecture
-            from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+            from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
-            Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=32)).save_pretrained(folder)
+            Wav2Vec2ForCTC(audio_config(config_name)).save_pretrained(folder)
             Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(folder)
         encoder = AudioEncoder(folder, device=device, dtype=dtype)
         t = torch.linspace(0, seconds, int(16000 * seconds))
@@ -203,6 +219,14 @@ def run_mode(mode: str, net, vae, setup: Setup, device, dtype) -> dict:
     }
     if device.type == "cuda":
         out["peak_gpu_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    # The same run modelled on `meta` (benchmarks/memory_estimate.py), to check the model against
+    # the measurement above wherever a GPU runs this. Auto-sized decode batches reach the maximum
+    # on any GPU with room for this benchmark.
+    meta_models = build_meta_models(net.config, dtype, VAE_SIZES[setup.config], audio_config(setup.config))
+    out["estimated_peak_gpu_gib"] = estimate_generation(
+        *meta_models, mode, setup.size, opts["decode_batch"] or MAX_DECODE_BATCH, clips=2, steps=2,
+        clip_length=setup.frames,
+    ).peak_gib
     return out
 
 
@@ -302,10 +326,12 @@ def markdown(r: dict) -> str:
         "|---|---|",
     ]
     lines += [f"| {k} | {v['median_s']:.4f} |" for k, v in t.items()]
-    lines += ["", "| mode | s total | s per clip | s per s of video | peak GPU GiB |", "|---|---|---|---|---|"]
+    lines += ["", "| mode | s total | s per clip | s per s of video | peak GPU GiB | estimated GiB |",
+              "|---|---|---|---|---|---|"]
     for m, v in r["modes"].items():
         gpu = f"{v['peak_gpu_gib']:.2f}" if "peak_gpu_gib" in v else "-"
-        lines.append(f"| {m} | {v['seconds']:.2f} | {v['seconds_per_clip']:.2f} | {v['seconds_per_video_second']:.2f} | {gpu} |")
+        lines.append(f"| {m} | {v['seconds']:.2f} | {v['seconds_per_clip']:.2f} | {v['seconds_per_video_second']:.2f} "
+                     f"| {gpu} | {v['estimated_peak_gpu_gib']:.2f} |")
     f = r["flops"]
     lines += [
         "",

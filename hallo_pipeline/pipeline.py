@@ -220,8 +220,9 @@ class HalloPipeline:
         )
         reference = PreparedReference(identity, face.reference_image.float().cpu(), face.face_region.float().cpu())
         if image_rows:
-            with self.placement.use(self.codec.vae, self.net.reference_unet):
-                reference.image_rows = portrait_rows(self.net, self.codec, reference.reference_image, identity.face_tokens)
+            reference.image_rows = portrait_rows(
+                self.net, self.codec, reference.reference_image, identity.face_tokens, self.placement
+            )
         return reference
 
     # ------------------------------------------------------------------------------------------

@@ -28,17 +28,19 @@ def load_vae(folder: str | Path, device: str | torch.device = "cpu", dtype: torc
     return vae.to(device).eval().requires_grad_(False)
 
 
-# Rough peak of the SD VAE decoder per output pixel and frame: a few live 128-channel maps at
-# full resolution. Only used to size decode batches so they fit in the free GPU memory.
-_DECODE_BYTES_PER_PIXEL_PER_ELEMENT = 128 * 8
-MAX_DECODE_BATCH = 16
+# Peak of the SD VAE decoder per output pixel and frame: six live 128-channel maps at full
+# resolution (counted by benchmarks/memory_estimate.py: 384 MiB per 512x512 frame in fp16).
+_DECODE_VALUES_PER_PIXEL = 768
+# Four 512x512 frames already fill a GPU; more would only raise the peak above the denoiser's.
+MAX_DECODE_BATCH = 4
 
 
 class LatentCodec:
     """Encodes reference/motion images to scaled latent means and decodes latents to [0, 1] frames.
 
-    decode_batch: frames per VAE decode call; None sizes it from the free GPU memory (8 on the
-    CPU). The release decodes one frame at a time (decode_batch=1); batching gives the same frames.
+    decode_batch: frames per VAE decode call; None sizes it from the free GPU memory, up to
+    MAX_DECODE_BATCH (always that on the CPU). The release decodes one frame at a time
+    (decode_batch=1); batching gives the same frames.
     """
 
     def __init__(self, vae, scaling_factor: float = VAE_SCALING_FACTOR, decode_batch: int | None = None):
@@ -50,10 +52,10 @@ class LatentCodec:
         if self.decode_batch is not None:
             return max(1, self.decode_batch)
         if self.device.type != "cuda":
-            return 8
+            return MAX_DECODE_BATCH
         free, _ = torch.cuda.mem_get_info(self.device)
         h, w = latents.shape[-2:]
-        per_frame = (8 * h) * (8 * w) * self.dtype.itemsize * _DECODE_BYTES_PER_PIXEL_PER_ELEMENT
+        per_frame = (8 * h) * (8 * w) * self.dtype.itemsize * _DECODE_VALUES_PER_PIXEL
         return int(max(1, min(MAX_DECODE_BATCH, free // 2 // per_frame)))
 
     @property

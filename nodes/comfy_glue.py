@@ -183,11 +183,11 @@ def load_pipeline(folder: Path, variant: str, precision: str, device_option: str
 
 
 def working_memory(image_size: int, clip_length: int, dtype: torch.dtype) -> int:
-    """Rough activation memory of one guided clip (bytes), reserved when the core is loaded.
+    """Activation memory of one guided denoiser step (bytes), reserved when the core is loaded.
 
-    Both CFG halves of every frame at the first UNet level (320 channels at image_size / 8),
-    times the number of such tensors alive at the peak (skip connections, attention, resnet
-    intermediates); an estimate, not a measurement.
+    In units of one first-level tensor (both CFG halves of every frame, 320 channels at
+    image_size / 8): counted on the `meta` device (benchmarks/memory_estimate.py), the step peaks
+    at 17.6 of them at 512 and 768 pixels; 24 leaves room for allocator rounding and workspaces.
     """
     level0 = 2 * clip_length * (image_size // 8) ** 2 * 320 * torch.finfo(dtype).bits // 8
     return 24 * level0

@@ -91,9 +91,16 @@ def _draw_clip_randomness(
     return drop, noise
 
 
-def portrait_rows(net: HalloNet, codec: LatentCodec, reference_image: torch.Tensor, face_tokens: torch.Tensor) -> list:
+def portrait_rows(
+    net: HalloNet, codec: LatentCodec, reference_image: torch.Tensor, face_tokens: torch.Tensor,
+    placement: Placement | None = None,
+) -> list:
     """The reference image's ReferenceNet rows (`reference_image_features`); the same for every clip."""
-    return reference_image_features(net, codec.encode(reference_image[None]), face_tokens)
+    placement = placement or Placement(codec.device)
+    with placement.use(codec.vae):
+        latent = codec.encode(reference_image[None])
+    with placement.use(net.reference_unet):
+        return reference_image_features(net, latent, face_tokens)
 
 
 def motion_keep_mask(drop_rand: torch.Tensor, face_region: torch.Tensor, rate: float) -> torch.Tensor:
@@ -134,19 +141,25 @@ class ClipSampler:
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled("generation was cancelled")
 
-    def _reference(self, inputs: ClipInputs, motion: torch.Tensor) -> list:
-        with self.placement.use(self.codec.vae, self.net.reference_unet):
-            return self._reference_on_device(inputs, motion)
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+        with self.placement.use(self.codec.vae):
+            return self.codec.encode(images)
 
-    def _reference_on_device(self, inputs: ClipInputs, motion: torch.Tensor) -> list:
+    def _reference(self, inputs: ClipInputs, motion: torch.Tensor) -> list:
+        """This clip's ReferenceNet layers. The VAE and the ReferenceNet come to the GPU one after
+        the other, so in low-VRAM mode the VAE encoder's activations never meet the ReferenceNet's
+        weights (benchmarks/memory_estimate.py)."""
         frames = self.settings.clip_length
         face_tokens = inputs.identity.face_tokens
         if not self.settings.cache_reference:
-            latents = self.codec.encode(torch.cat([inputs.reference_image[None], motion]))
-            return reference_layers(self.net, latents, face_tokens, frames)
+            latents = self._encode(torch.cat([inputs.reference_image[None], motion]))
+            with self.placement.use(self.net.reference_unet):
+                return reference_layers(self.net, latents, face_tokens, frames)
         if inputs.image_rows is None:
-            inputs.image_rows = portrait_rows(self.net, self.codec, inputs.reference_image, face_tokens)
-        motion_rows = motion_frame_features(self.net, self.codec.encode(motion), face_tokens)
+            inputs.image_rows = portrait_rows(self.net, self.codec, inputs.reference_image, face_tokens, self.placement)
+        motion_latents = self._encode(motion)
+        with self.placement.use(self.net.reference_unet):
+            motion_rows = motion_frame_features(self.net, motion_latents, face_tokens)
         return assemble_reference_layers(inputs.image_rows, motion_rows, frames)
 
     def run(

@@ -16,6 +16,9 @@ def test_tiny_cpu_benchmark_writes_json_and_markdown(tmp_path) -> None:
     assert set(result["modes"]) == {"baseline", "default", "low_vram"}
     for mode in result["modes"].values():
         assert mode["frames"] == 16 and mode["seconds"] > 0
+        assert mode["estimated_peak_gpu_gib"] > 0
+    estimated = {name: mode["estimated_peak_gpu_gib"] for name, mode in result["modes"].items()}
+    assert estimated["low_vram"] < estimated["default"]  # the offloaded VAE and ReferenceNet
     # FLOPs counted on the meta device: the cached ReferenceNet does 4 of the release's 6 rows per clip
     flops = result["flops"]
     assert flops["denoiser_forward"] > 0

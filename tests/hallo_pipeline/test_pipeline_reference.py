@@ -59,7 +59,8 @@ def test_precomputed_rows_are_the_ones_the_first_clip_would_compute() -> None:
 
     eager = pipeline.prepare_reference(_face(), image_rows=True)
     assert eager.image_rows is not None
-    assert (pipeline.codec.vae, pipeline.net.reference_unet) in placement.used
+    # one at a time, so the VAE's activations never share the GPU with the ReferenceNet's weights
+    assert placement.used == [(pipeline.codec.vae,), (pipeline.net.reference_unet,)]
     lazy = pipeline.prepare_reference(_face())
     assert lazy.image_rows is None
 

@@ -65,3 +65,23 @@ def test_denoise_step_with_flags(flags: str, tiny_net) -> None:
     outputs = run_denoise_step(net, DENOISE.tensors, DENOISE.settings)
     for name in ("expected.noise_pred", "expected.noise_pred_cond", "expected.noise_pred_uncond"):
         assert_matches(outputs[name], DENOISE.tensors[name], DENOISE.tolerance(name), f"denoise_step {flags} {name}")
+
+
+def test_denoise_step_with_feedforward_slices(tiny_net) -> None:
+    """The feed-forward's memory cap (on by default, it only cuts in at real sizes) forced down to
+    a few tokens per slice on the tiny net."""
+    import copy
+
+    from hallo_pipeline.models.attention import FeedForward
+    from tests.parity.test_denoise_step import run_denoise_step
+
+    if not DENOISE.present:
+        pytest.skip(f"case files denoise_step.json/.safetensors not in {DENOISE.root}")
+    net = copy.deepcopy(tiny_net)
+    feedforwards = [m for m in net.modules() if isinstance(m, FeedForward)]
+    assert feedforwards
+    for ff in feedforwards:
+        ff.chunk_elements = 7 * ff.net[0].proj.out_features  # 7 tokens per slice
+    outputs = run_denoise_step(net, DENOISE.tensors, DENOISE.settings)
+    for name in ("expected.noise_pred", "expected.noise_pred_cond", "expected.noise_pred_uncond"):
+        assert_matches(outputs[name], DENOISE.tensors[name], DENOISE.tolerance(name), f"denoise_step ff slices {name}")
