@@ -2,6 +2,7 @@
 
     python benchmarks/run.py --config tiny --device cpu            # CI-sized, a minute on 2 cores
     python benchmarks/run.py --config full --device cuda --dtype bf16   # real sizes, random weights
+    python benchmarks/run.py --config full --device cuda --dtype bf16 --attention flash   # another attention kernel
 
 Random weights of the real architecture are enough for speed and memory. Writes
 `benchmarks/results/<name>.json` and `.md`, each with the device, dtype, versions and the
@@ -27,8 +28,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing  # noqa: E402
 
-from hallo_pipeline.config import NetConfig, RegionWeights  # noqa: E402
+from hallo_pipeline.attention_backends import select_kernel  # noqa: E402
+from hallo_pipeline.config import ATTENTION_OPTIONS, NetConfig, RegionWeights  # noqa: E402
 from hallo_pipeline.devices import Placement, resolve_device, resolve_dtype  # noqa: E402
+from hallo_pipeline.errors import InputError  # noqa: E402
 from hallo_pipeline.models import HalloNet, RegionMasks  # noqa: E402
 from hallo_pipeline.sampling.clip_loop import ClipInputs, ClipSampler, SamplerSettings  # noqa: E402
 from hallo_pipeline.sampling.guided_step import (  # noqa: E402
@@ -38,6 +41,7 @@ from hallo_pipeline.sampling.guided_step import (  # noqa: E402
     reference_image_features,
     reference_layers,
 )
+from hallo_pipeline.speedups import apply_speedups  # noqa: E402
 from hallo_pipeline.testing.tiny_models import random_init, tiny_net_config  # noqa: E402
 from hallo_pipeline.vae import MAX_DECODE_BATCH, LatentCodec  # noqa: E402
 
@@ -235,23 +239,31 @@ def main(argv=None) -> int:
     parser.add_argument("--config", choices=sorted(SETUPS), default="tiny")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
+    parser.add_argument("--attention", default="auto", choices=ATTENTION_OPTIONS,
+                        help="attention kernel of both UNets in every timing (auto = sdpa)")
     parser.add_argument("--steps", type=int, help="DDIM steps per clip (default: tiny 8, full 40)")
     parser.add_argument("--clips", type=int, help="clips in the end-to-end timing (default 2)")
     parser.add_argument("--modes", default="baseline,default,low_vram")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    parser.add_argument("--name", help="result file name (default: <config>-<device>-<dtype>)")
+    parser.add_argument("--name", help="result file name (default: <config>-<device>-<dtype>[-<attention>])")
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
+    try:  # before minutes of building and timing
+        kernel = select_kernel(args.attention, device, dtype)
+    except InputError as exc:
+        parser.error(str(exc))
     if device.type == "cpu":
         torch.set_num_threads(max(1, torch.get_num_threads()))
     setup = SETUPS[args.config]
     setup = Setup(setup.config, setup.size, setup.frames, args.steps or setup.steps, args.clips or setup.clips)
     dtype_name = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
-    name = args.name or f"{args.config}-{device.type}-{dtype_name}"
+    other_kernel = [args.attention] if args.attention != "auto" else []
+    name = args.name or "-".join([args.config, device.type, dtype_name, *other_kernel])
 
     config, net, vae = build(args.config, device, dtype)
+    apply_speedups(net, attention=kernel)
     flops = count_flops(config, setup.size, setup.frames)
     inputs = clip_inputs(net, setup)
     lat = setup.size // 8
@@ -289,6 +301,7 @@ def main(argv=None) -> int:
         "device": gpu_name,
         "device_type": device.type,
         "dtype": dtype_name,
+        "attention": args.attention,
         "threads": torch.get_num_threads(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "diffusers": __import__("diffusers").__version__},
@@ -317,7 +330,7 @@ def markdown(r: dict) -> str:
         "",
         f"`{r['command']}`",
         "",
-        f"device **{r['device']}** ({r['device_type']}), {r['dtype']}, {r['threads']} threads; "
+        f"device **{r['device']}** ({r['device_type']}), {r['dtype']}, attention {r['attention']}, {r['threads']} threads; "
         f"torch {r['versions']['torch']}, diffusers {r['versions']['diffusers']}; "
         f"{r['setup']['size']}x{r['setup']['size']}, {r['setup']['frames']} frames per clip, "
         f"{r['setup']['steps']} steps, {r['setup']['clips']} clips",

@@ -17,3 +17,14 @@ def require(module: str, pip_name: str, purpose: str) -> ModuleType:
             f"{purpose} needs the Python package {pip_name!r}, which is not installed "
             f"({exc}); install it with: pip install {pip_name}"
         ) from exc
+
+
+def first_importable(*modules: str) -> ModuleType:
+    """The first of `modules` that imports; when none does, an ImportError that says why for each."""
+    reasons = []
+    for module in modules:
+        try:
+            return importlib.import_module(module)
+        except ImportError as exc:
+            reasons.append(f"{module}: {exc}")
+    raise ImportError("; ".join(reasons))

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from .config import ATTENTION_OPTIONS
 from .errors import HalloError
 
 
@@ -40,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     a.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"], help="precision (auto: fp16 on GPU, fp32 on CPU)")
     a.add_argument("--low-vram", action="store_true", help="keep the VAE, ReferenceNet and audio encoder off the GPU while idle")
+    a.add_argument("--attention", default="auto", choices=ATTENTION_OPTIONS,
+                   help="attention kernel: auto/sdpa = PyTorch's scaled_dot_product_attention; flash = FlashAttention-3 "
+                   "or -2, sage = SageAttention (both need their package, a CUDA GPU and fp16/bf16)")
+    a.add_argument("--compile", action="store_true",
+                   help="torch.compile the denoising UNet; the first denoising step pays the compile time")
 
     t = sub.add_parser("make-tiny-models", help="write a complete model folder with tiny random weights (for trying the pack without the real weights)")
     t.add_argument("dir", type=Path)
@@ -76,7 +82,7 @@ def _animate(args: argparse.Namespace) -> int:
 
     pipeline = HalloPipeline.load(
         args.models, variant="hallo2" if args.hallo2 else "auto", device=args.device, dtype=args.dtype,
-        low_vram=args.low_vram,
+        low_vram=args.low_vram, attention=args.attention, compile=args.compile,
     )
     settings = pipeline.settings(
         mode="hallo2" if args.hallo2 else "auto", steps=args.steps, guidance_scale=args.cfg, seed=args.seed,

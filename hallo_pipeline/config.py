@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+# The attention kernels a user can choose (`attention_backends.select_kernel` says what each needs);
+# here rather than there so the command line and the nodes list them without importing torch.
+ATTENTION_OPTIONS = ("auto", "sdpa", "flash", "sage")
 
 @dataclass(frozen=True)
 class UNetConfig:

@@ -18,13 +18,16 @@ from typing import Callable, Iterator
 
 import torch
 
+from .attention_backends import select_kernel
 from .config import RunConfig
 from .devices import Placement, resolve_device, resolve_dtype
 from .errors import InputError
 from .model_files import ModelFiles, locate
 from .models import HalloNet
+from .models.attention import AttentionKernel
 from .sampling.clip_loop import ClipInputs, ClipSampler, MotionContext, Progress, SamplerSettings, portrait_rows
 from .sampling.guided_step import IdentityConditioning, encode_identity
+from .speedups import apply_speedups
 
 HALLO2_MOTION_DROP = 0.25  # SPEC §10
 HALLO2_AUDIO_CHUNK_SECONDS = 60.0
@@ -114,11 +117,16 @@ class HalloPipeline:
         dtype: str | torch.dtype | None = None,
         low_vram: bool = False,
         placement: Placement | None = None,
+        attention: str | AttentionKernel = "auto",
+        compile: bool = False,
     ) -> "HalloPipeline":
         """Load the net and VAE of a model folder in the official layout (face and audio models load on first use).
 
         With a `placement` that has an offload device, the weights are read onto that device and
         the placement is responsible for bringing them to `device` before they compute.
+        `attention`: the attention kernel of both UNets, one of `config.ATTENTION_OPTIONS` (auto = PyTorch's
+        SDPA; flash and sage need their package, a CUDA device and fp16/bf16) or a kernel callable.
+        `compile`: `torch.compile` the denoising UNet (the first denoising step pays the compile time).
         """
         from .checkpoint import load_net
         from .vae import load_vae
@@ -127,8 +135,9 @@ class HalloPipeline:
         files.require("vae")
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
+        kernel = select_kernel(attention, device, dtype)  # a wrong choice fails before gigabytes are read
         home = placement.offload if placement is not None and placement.offload is not None else device
-        net = load_net(files.net, dtype=dtype, device=home)
+        net = apply_speedups(load_net(files.net, dtype=dtype, device=home), attention=kernel, compile=compile)
         vae = load_vae(files.vae, device=home, dtype=dtype)
         return cls(net, vae, files=files, device=device, dtype=dtype, low_vram=low_vram, placement=placement)
 

@@ -21,12 +21,15 @@ import folder_paths
 import torch
 from comfy.model_patcher import ModelPatcher
 
+from ..hallo_pipeline.attention_backends import select_kernel
+from ..hallo_pipeline.config import ATTENTION_OPTIONS
 from ..hallo_pipeline.devices import Placement
 from ..hallo_pipeline.errors import InputError
 
 MODEL_FOLDER_KIND = "hallo"
 DEVICE_OPTIONS = ["auto", "low_vram", "cpu"]
 PRECISIONS = ["auto", "fp16", "bf16", "fp32"]
+ATTENTIONS = list(ATTENTION_OPTIONS)
 # Files whose presence makes a folder a Hallo model folder (the official repo's layout).
 _NET_FILES = ("hallo/net.pth", "hallo/net.safetensors", "hallo2/net.pth", "hallo2/net.safetensors")
 
@@ -170,14 +173,21 @@ class ComfyPlacement(Placement):
                     patcher.detach()
 
 
-def load_pipeline(folder: Path, variant: str, precision: str, device_option: str):
-    """A HalloPipeline whose weights wait on ComfyUI's offload device, each part a ComfyUI model."""
+def attention_kernel(attention: str, precision: str, device_option: str):
+    """The attention kernel for the loader's options, or an InputError about the `attention` input."""
+    device, _ = choose_devices(device_option)
+    return select_kernel(attention, device, choose_dtype(precision, device))
+
+
+def load_pipeline(folder: Path, variant: str, precision: str, device_option: str, attention="auto"):
+    """A HalloPipeline whose weights wait on ComfyUI's offload device, each part a ComfyUI model.
+    `attention`: an option name or a kernel from `attention_kernel`."""
     from ..hallo_pipeline.pipeline import HalloPipeline
 
     device, offload = choose_devices(device_option)
     placement = ComfyPlacement(device, offload, low_vram=device_option == "low_vram")
     dtype = choose_dtype(precision, device)
-    pipeline = HalloPipeline.load(folder, variant, device=device, dtype=dtype, placement=placement)
+    pipeline = HalloPipeline.load(folder, variant, device=device, dtype=dtype, placement=placement, attention=attention)
     placement.manage_core(pipeline.net)
     return pipeline
 

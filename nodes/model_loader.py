@@ -41,12 +41,24 @@ class HalloModelLoader(io.ComfyNode):
                     "low_vram: as auto, and the VAE, ReferenceNet and audio encoder leave the GPU right after each use. "
                     "cpu: run everything on the CPU (slow).",
                 ),
+                # Optional, so API-format prompts saved before this input existed still validate.
+                io.Combo.Input(
+                    "attention", options=glue.ATTENTIONS, default="auto", optional=True,
+                    tooltip="Attention kernel of the UNets. auto / sdpa: PyTorch's scaled_dot_product_attention, which "
+                    "picks its own fused kernel on a GPU. flash: FlashAttention-3 (Hopper GPUs), else FlashAttention-2. "
+                    "sage: SageAttention (8-bit quantised attention: results differ slightly from sdpa). flash and sage need "
+                    "their Python package (flash-attn / sageattention), a CUDA GPU and fp16 or bf16 precision.",
+                ),
             ],
             outputs=[PIPELINE.Output("pipeline", display_name="pipeline", tooltip="The loaded Hallo pipeline.")],
         )
 
     @classmethod
-    def execute(cls, model_folder: str, variant: str, precision: str, device: str) -> io.NodeOutput:
+    def execute(
+        cls, model_folder: str, variant: str, precision: str, device: str, attention: str = "auto"
+    ) -> io.NodeOutput:
+        with blame(NODE_ID, "attention"):
+            kernel = glue.attention_kernel(attention, precision, device)
         with blame(NODE_ID, "model_folder"):
-            pipeline = glue.load_pipeline(glue.model_folder_path(model_folder), variant, precision, device)
+            pipeline = glue.load_pipeline(glue.model_folder_path(model_folder), variant, precision, device, kernel)
         return io.NodeOutput(pipeline)

@@ -1,20 +1,33 @@
 """Attention, feed-forward and timestep-embedding primitives shared by every Hallo network.
 
 Parameter names (`to_q`, `to_out.0`, `ff.net.0.proj`, ...) are the diffusers names the
-released `net.pth` uses; the maths goes through `scaled_dot_product_attention`.
+released `net.pth` uses. The softmax attention itself is a kernel each `Attention` holds
+(PyTorch's `scaled_dot_product_attention` unless `use_attention_kernel` sets another, see
+`hallo_pipeline.attention_backends`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+# (q, k, v) -> out, all (N, heads, L, head_dim) as `scaled_dot_product_attention` takes them;
+# no mask, no dropout, softmax scale 1/sqrt(head_dim).
+AttentionKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, k, v)
+
 
 class Attention(nn.Module):
     """Multi-head attention with bias-free q/k/v projections and a biased output projection."""
+
+    kernel: AttentionKernel
 
     def __init__(self, query_dim: int, heads: int, context_dim: int | None = None):
         super().__init__()
@@ -27,6 +40,7 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(context_dim, query_dim, bias=False)
         # A ModuleList so the key is `to_out.0` (diffusers keeps a dropout at index 1).
         self.to_out = nn.ModuleList([nn.Linear(query_dim, query_dim)])
+        self.kernel = sdpa
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         n, length, dim = x.shape
@@ -34,13 +48,20 @@ class Attention(nn.Module):
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Attention over already-projected (N, L, C) queries/keys/values, then `to_out`."""
-        out = F.scaled_dot_product_attention(self._split(q), self._split(k), self._split(v))
+        out = self.kernel(self._split(q), self._split(k), self._split(v))
         n, _, length, _ = out.shape
         return self.to_out[0](out.transpose(1, 2).reshape(n, length, -1))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         context = x if context is None else context
         return self.attend(self.to_q(x), self.to_k(context), self.to_v(context))
+
+
+def use_attention_kernel(module: nn.Module, kernel: AttentionKernel) -> None:
+    """Every `Attention` inside `module` (spatial, reference, temporal, audio) computes with `kernel`."""
+    for m in module.modules():
+        if isinstance(m, Attention):
+            m.kernel = kernel
 
 
 class GEGLU(nn.Module):

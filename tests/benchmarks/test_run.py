@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def test_tiny_cpu_benchmark_writes_json_and_markdown(tmp_path) -> None:
     from benchmarks.run import main
@@ -11,7 +13,7 @@ def test_tiny_cpu_benchmark_writes_json_and_markdown(tmp_path) -> None:
     assert main(["--config", "tiny", "--device", "cpu", "--steps", "1", "--clips", "1",
                  "--out", str(tmp_path), "--name", "t"]) == 0
     result = json.loads((tmp_path / "t.json").read_text())
-    assert result["device_type"] == "cpu" and result["dtype"] == "fp32"
+    assert result["device_type"] == "cpu" and result["dtype"] == "fp32" and result["attention"] == "auto"
     assert result["command"].startswith("python benchmarks/run.py --config tiny")
     assert set(result["modes"]) == {"baseline", "default", "low_vram"}
     for mode in result["modes"].values():
@@ -24,7 +26,17 @@ def test_tiny_cpu_benchmark_writes_json_and_markdown(tmp_path) -> None:
     assert flops["denoiser_forward"] > 0
     assert abs(flops["reference_per_clip_cached"] / flops["reference_release_order"] - 4 / 6) < 0.01
     assert 0 < result["denoiser_utilisation_of_measured_matmul_peak"] < 1
-    assert "| baseline |" in (tmp_path / "t.md").read_text()
+    assert "| baseline |" in (tmp_path / "t.md").read_text() and "fp32, attention auto," in (tmp_path / "t.md").read_text()
+
+
+def test_an_attention_kernel_that_cannot_run_stops_before_any_timing(tmp_path, capsys) -> None:
+    from benchmarks.run import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", "tiny", "--device", "cpu", "--attention", "sage", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "attention 'sage' runs only on a CUDA GPU, but the device is cpu" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_full_size_flop_count_matches_the_spec() -> None:

@@ -64,6 +64,32 @@ def test_bad_image_is_an_error_message_not_a_traceback(tiny_model_folder, tmp_pa
     assert not (tmp_path / "o.mp4").exists()
 
 
+def test_attention_and_compile_reach_the_pipeline(tmp_path, monkeypatch) -> None:
+    from hallo_pipeline.errors import InputError
+    from hallo_pipeline.pipeline import HalloPipeline
+
+    seen = {}
+
+    def load(*args, **kwargs):
+        seen.update(kwargs)
+        raise InputError("stop here")
+
+    monkeypatch.setattr(HalloPipeline, "load", load)
+    common = ["animate", "--image", "x.png", "--audio", "x.wav", "--output", str(tmp_path / "o.mp4")]
+    assert main(common) == 2 and (seen["attention"], seen["compile"]) == ("auto", False)
+    assert main([*common, "--attention", "sage", "--compile"]) == 2
+    assert (seen["attention"], seen["compile"]) == ("sage", True)
+
+
+def test_attention_flash_on_the_cpu_says_what_to_use(tiny_model_folder, tmp_path, capsys) -> None:
+    rc = main(["animate", "--image", "x.png", "--audio", "x.wav", "--output", str(tmp_path / "o.mp4"),
+               "--models", str(tiny_model_folder), "--device", "cpu", "--attention", "flash"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "error: attention 'flash' runs only on a CUDA GPU, but the device is cpu; use attention 'sdpa'" in err
+    assert not (tmp_path / "o.mp4").exists()
+
+
 def test_make_tiny_models_and_help(tmp_path) -> None:
     assert main(["make-tiny-models", str(tmp_path / "m")]) == 0
     for part in ("hallo/net.pth", "hallo/config.json", "hallo2/net.pth", "sd-vae-ft-mse/config.json",
@@ -73,7 +99,7 @@ def test_make_tiny_models_and_help(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-m", "hallo_pipeline", "animate", "--help"], cwd=REPO,
                          capture_output=True, text=True, check=True).stdout
     for option in ("--steps", "--cfg", "--seed", "--pose-weight", "--face-weight", "--lip-weight", "--size",
-                   "--hallo2", "--separate-vocals", "--device", "--dtype"):
+                   "--hallo2", "--separate-vocals", "--device", "--dtype", "--attention", "--compile"):
         assert option in out
 
 

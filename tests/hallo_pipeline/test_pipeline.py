@@ -94,3 +94,23 @@ def test_missing_parts_name_the_fix(tmp_path) -> None:
     (tmp_path / "hallo" / "net.pth").write_bytes(b"x")
     with pytest.raises(CheckpointError, match=r"missing: .*sd-vae-ft-mse.*python -m hallo_pipeline download"):
         HalloPipeline.load(tmp_path, device="cpu")
+
+
+def test_load_sets_the_attention_kernel_and_compiles_on_request(tiny_model_folder) -> None:
+    from hallo_pipeline.models.attention import Attention, sdpa
+
+    assert all(m.kernel is sdpa for m in HalloPipeline.load(tiny_model_folder, device="cpu").net.modules()
+               if isinstance(m, Attention))
+
+    def kernel(q, k, v):
+        return sdpa(q, k, v)
+
+    net = HalloPipeline.load(tiny_model_folder, device="cpu", attention=kernel, compile=True).net
+    attentions = [m for m in net.modules() if isinstance(m, Attention)]
+    assert attentions and all(m.kernel is kernel for m in attentions)
+    assert net.denoising_unet._compiled_call_impl is not None and net.reference_unet._compiled_call_impl is None
+
+
+def test_an_attention_kernel_that_cannot_run_here_stops_the_load(tiny_model_folder) -> None:
+    with pytest.raises(InputError, match=r"attention 'sage' runs only on a CUDA GPU, but the device is cpu"):
+        HalloPipeline.load(tiny_model_folder, device="cpu", attention="sage")

@@ -10,9 +10,16 @@ from tests.nodes.comfy_env import comfy_env
 
 def test_loads_the_tiny_models_on_comfyuis_devices(comfy_with_models) -> None:
     env = comfy_with_models
-    (pipeline,) = env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu").args
+    (pipeline,) = env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu", attention="auto").args
     assert pipeline.variant == "hallo" and pipeline.dtype == torch.float32 and pipeline.device == torch.device("cpu")
     assert isinstance(pipeline.placement, env.module("nodes.comfy_glue").ComfyPlacement)
+
+
+def test_prompts_saved_before_the_attention_input_still_load(comfy_with_models) -> None:
+    loader = comfy_with_models.nodes()["HalloModelLoader"]
+    assert loader.define_schema().inputs[-1].optional
+    (pipeline,) = loader.execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu").args
+    assert pipeline.variant == "hallo"
 
 
 @pytest.mark.parametrize(
@@ -26,7 +33,7 @@ def test_loader_errors_name_the_model_folder_input(tmp_path, make, message) -> N
     make(tmp_path / "models" / "hallo")
     with comfy_env(tmp_path / "models") as env:
         with pytest.raises(env.module("hallo_pipeline.errors").CheckpointError, match=message):
-            env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto")
+            env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto", attention="auto")
 
 
 def test_loader_error_for_a_folder_without_vae(tmp_path, tiny_models) -> None:
@@ -35,4 +42,27 @@ def test_loader_error_for_a_folder_without_vae(tmp_path, tiny_models) -> None:
     with comfy_env(tmp_path / "models") as env:
         with pytest.raises(env.module("hallo_pipeline.errors").CheckpointError,
                            match=r"HalloModelLoader input 'model_folder': model folder .* is incomplete; missing: .*sd-vae-ft-mse.* in the folder "):
-            env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto")
+            env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto", attention="auto")
+
+
+def test_an_attention_kernel_that_cannot_run_names_the_attention_input(comfy_with_models) -> None:
+    env = comfy_with_models
+    with pytest.raises(env.module("hallo_pipeline.errors").InputError,
+                       match=r"HalloModelLoader input 'attention': attention 'flash' runs only on a CUDA GPU, but the "
+                             r"device is cpu; use attention 'sdpa'"):
+        env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="fp16", device="cpu",
+                                                attention="flash")
+
+
+def test_attention_is_chosen_for_comfyuis_device_and_precision(comfy, monkeypatch) -> None:
+    from tests import fake_attention
+
+    glue, mm = comfy.module("nodes.comfy_glue"), comfy.mm
+    calls = fake_attention.install(monkeypatch, "sage")
+    mm.torch_device, mm.fp16_supported = torch.device("cuda", 0), True  # choosing computes nothing
+    kernel = glue.attention_kernel("sage", "auto", "auto")
+    q = torch.randn(1, 2, 3, 8)
+    torch.testing.assert_close(kernel(q, q, q), torch.nn.functional.scaled_dot_product_attention(q, q, q))
+    assert calls == [((1, 3, 2, 8), (1, 3, 2, 8))]
+    with pytest.raises(comfy.module("hallo_pipeline.errors").InputError, match="the precision is fp32"):
+        glue.attention_kernel("sage", "fp32", "auto")

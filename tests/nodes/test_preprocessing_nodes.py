@@ -37,7 +37,7 @@ def run(env):
 
 @pytest.fixture(scope="module")
 def pipeline(run):
-    return run("HalloModelLoader", model_folder="hallo", variant="auto", precision="auto", device="auto")[0]
+    return run("HalloModelLoader", model_folder="hallo", variant="auto", precision="auto", device="auto", attention="auto")[0]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_no_identity_face_stops_unless_allowed(tmp_path, tiny_models, portrait) 
     write_tiny_face_models(models / "hallo" / "face_analysis" / "models")
     with comfy_env(models) as env:
         nodes = env.nodes()
-        pipe = nodes["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto").args[0]
+        pipe = nodes["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto", attention="auto").args[0]
         run = lambda **kw: nodes["HalloFaceMask"].execute(**kw).args  # noqa: E731
         with pytest.raises(env.module("hallo_pipeline.errors").InputError,
                            match=r"HalloFaceMask input 'image': the face recogniser found no face.*allow_missing_identity"):
@@ -112,7 +112,7 @@ def test_face_models_missing_from_the_model_folder_blame_the_pipeline(tmp_path, 
     shutil.copytree(tiny_models, models / "hallo", ignore=shutil.ignore_patterns("face_analysis", "hallo2"))
     with comfy_env(models) as env:
         nodes = env.nodes()
-        pipe = nodes["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto").args[0]
+        pipe = nodes["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto", attention="auto").args[0]
         with pytest.raises(env.module("hallo_pipeline.errors").CheckpointError,
                            match=r"HalloFaceMask input 'pipeline': .*face_analysis"):
             nodes["HalloFaceMask"].execute(pipeline=pipe, image=portrait, image_size=SIZE, face_expand_ratio=1.2,
@@ -171,7 +171,7 @@ def test_vocal_separation_without_its_model_names_the_switch(tmp_path, tiny_mode
     shutil.copytree(tiny_models, models / "hallo", ignore=shutil.ignore_patterns("audio_separator", "hallo2"))
     with comfy_env(models) as env:
         nodes = env.nodes()
-        pipe = nodes["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto").args[0]
+        pipe = nodes["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto", attention="auto").args[0]
         with pytest.raises(env.module("hallo_pipeline.errors").CheckpointError,
                            match=r"HalloAudioEmbed input 'separate_vocals': .*Kim_Vocal_2.onnx"):
             nodes["HalloAudioEmbed"].execute(pipeline=pipe, audio=_tone(1.0, 16000, 1), separate_vocals=True, mode="auto",

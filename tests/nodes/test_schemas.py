@@ -9,7 +9,8 @@ import pytest
 from tests.nodes.test_package import NODE_IDS
 
 SOCKETS = {  # (inputs, outputs) as saved workflows refer to them
-    "HalloModelLoader": (["model_folder", "variant", "precision", "device"], ["HALLO_PIPELINE"]),
+    # attention came last, so workflows saved before it keep their widget values in place
+    "HalloModelLoader": (["model_folder", "variant", "precision", "device", "attention"], ["HALLO_PIPELINE"]),
     "HalloFaceMask": (
         ["pipeline", "image", "image_size", "face_expand_ratio", "multiple_faces", "allow_missing_identity"],
         ["HALLO_FACE", "IMAGE", "MASK", "MASK", "MASK", "MASK"],
@@ -52,8 +53,8 @@ def test_execute_takes_exactly_the_inputs(comfy) -> None:
         schema = cls.GET_SCHEMA()
         params = inspect.signature(cls.execute).parameters
         assert list(params) == [i.id for i in schema.inputs], node_id
-        for i in schema.inputs:  # ComfyUI leaves out unconnected optional inputs
-            assert (params[i.id].default is None) == i.optional, (node_id, i.id)
+        for i in schema.inputs:  # ComfyUI leaves out unconnected optional inputs: they need a default
+            assert (params[i.id].default is not inspect.Parameter.empty) == i.optional, (node_id, i.id)
 
 
 def test_widgets_have_sensible_defaults(schemas) -> None:
@@ -67,5 +68,7 @@ def test_widgets_have_sensible_defaults(schemas) -> None:
     loader = {i.id: i for i in schemas["HalloModelLoader"].inputs}
     assert loader["precision"].options == ["auto", "fp16", "bf16", "fp32"]
     assert loader["variant"].options == ["auto", "hallo", "hallo2"] and "low_vram" in loader["device"].options
+    assert loader["attention"].options == ["auto", "sdpa", "flash", "sage"] and loader["attention"].default == "auto"
+    assert all(f"{option}:" in loader["attention"].tooltip for option in ("sdpa", "flash", "sage"))
     stitch = {i.id: i for i in schemas["HalloVideoStitch"].inputs}
     assert stitch["fps"].default == 25.0 and all(stitch[f"frames_{k}"].optional for k in (2, 3, 4))

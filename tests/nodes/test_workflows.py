@@ -56,3 +56,10 @@ def test_examples_show_what_the_issue_asks(specs) -> None:
     assert any(n["type"] == "ImageScale" for n in long.values())
     loader = next(n for n in long.values() if n["type"] == "HalloModelLoader")
     assert loader["widgets_values"][1] == "hallo2"
+
+
+def test_attention_is_the_loaders_last_widget(specs) -> None:
+    """So a loader saved before it had one keeps its four values in place; the frontend gives the
+    widget missing at the end its default."""
+    assert [name for name, _, _ in specs["HalloModelLoader"].widgets] == [
+        "model_folder", "variant", "precision", "device", "attention"]

@@ -49,22 +49,55 @@ def test_pipeline_with_flags(flags: str, tiny_net, tiny_codec) -> None:
 DENOISE = case("denoise_step")
 
 
+def _assert_denoise_step_matches(net, label: str) -> None:
+    from tests.parity.test_denoise_step import run_denoise_step
+
+    outputs = run_denoise_step(net, DENOISE.tensors, DENOISE.settings)
+    for name in ("expected.noise_pred", "expected.noise_pred_cond", "expected.noise_pred_uncond"):
+        assert_matches(outputs[name], DENOISE.tensors[name], DENOISE.tolerance(name), f"denoise_step {label} {name}")
+
+
 @pytest.mark.parametrize("flags", ["channels_last", pytest.param("compile", marks=pytest.mark.slow)])
 def test_denoise_step_with_flags(flags: str, tiny_net) -> None:
     import copy
     import os
 
     from hallo_pipeline.speedups import apply_speedups
-    from tests.parity.test_denoise_step import run_denoise_step
 
     if not DENOISE.present:
         pytest.skip(f"case files denoise_step.json/.safetensors not in {DENOISE.root}")
     if flags == "compile" and os.environ.get("HALLO_SKIP_COMPILE") == "1":
         pytest.skip("HALLO_SKIP_COMPILE=1: torch.compile's parity check (about 4 minutes on 2 CPU cores) skipped")
-    net = apply_speedups(copy.deepcopy(tiny_net), **{flags: True})
-    outputs = run_denoise_step(net, DENOISE.tensors, DENOISE.settings)
-    for name in ("expected.noise_pred", "expected.noise_pred_cond", "expected.noise_pred_uncond"):
-        assert_matches(outputs[name], DENOISE.tensors[name], DENOISE.tolerance(name), f"denoise_step {flags} {name}")
+    _assert_denoise_step_matches(apply_speedups(copy.deepcopy(tiny_net), **{flags: True}), flags)
+
+
+@pytest.mark.parametrize("installed", ["flash3", "flash3_lse", "flash2", "sage"])
+def test_denoise_step_through_attention_packages(installed: str, tiny_net, monkeypatch) -> None:
+    """flash-attn and SageAttention as stand-ins with their own layouts (tests/fake_attention.py), in fp32 on the CPU:
+    a transpose missing or misplaced in our wrappers moves the numbers far outside the tolerance."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from hallo_pipeline.attention_backends import select_kernel
+    from hallo_pipeline.speedups import apply_speedups
+    from tests import fake_attention
+
+    if not DENOISE.present:
+        pytest.skip(f"case files denoise_step.json/.safetensors not in {DENOISE.root}")
+    calls = fake_attention.install(monkeypatch, installed)
+    # Chosen as on a GPU (choosing computes nothing), then run through the stand-ins here.
+    kernel = select_kernel("sage" if installed == "sage" else "flash", torch.device("cuda"), torch.float16)
+
+    def bypassed(*args, **kwargs):
+        raise AssertionError("an attention layer called scaled_dot_product_attention instead of its kernel")
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", bypassed)
+    _assert_denoise_step_matches(apply_speedups(copy.deepcopy(tiny_net), attention=kernel), installed)
+    # (query, key) lengths: temporal over 2 + 4 frames; at 16x16 latents self, reference (own + reference tokens),
+    # cross (4 face tokens) and audio (8 tokens) attention
+    assert {(6, 6), (256, 256), (256, 512), (256, 4), (256, 8)} <= {(q[1], k[1]) for q, k in calls}
 
 
 def test_denoise_step_with_feedforward_slices(tiny_net) -> None:
@@ -73,7 +106,6 @@ def test_denoise_step_with_feedforward_slices(tiny_net) -> None:
     import copy
 
     from hallo_pipeline.models.attention import FeedForward
-    from tests.parity.test_denoise_step import run_denoise_step
 
     if not DENOISE.present:
         pytest.skip(f"case files denoise_step.json/.safetensors not in {DENOISE.root}")
@@ -82,6 +114,4 @@ def test_denoise_step_with_feedforward_slices(tiny_net) -> None:
     assert feedforwards
     for ff in feedforwards:
         ff.chunk_elements = 7 * ff.net[0].proj.out_features  # 7 tokens per slice
-    outputs = run_denoise_step(net, DENOISE.tensors, DENOISE.settings)
-    for name in ("expected.noise_pred", "expected.noise_pred_cond", "expected.noise_pred_uncond"):
-        assert_matches(outputs[name], DENOISE.tensors[name], DENOISE.tolerance(name), f"denoise_step ff slices {name}")
+    _assert_denoise_step_matches(net, "feed-forward slices")

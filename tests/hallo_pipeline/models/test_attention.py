@@ -1,8 +1,9 @@
 import math
 
 import torch
+import torch.nn.functional as F
 
-from hallo_pipeline.models.attention import Attention, timestep_embedding
+from hallo_pipeline.models.attention import Attention, sdpa, timestep_embedding, use_attention_kernel
 
 
 def test_timestep_embedding_matches_diffusers() -> None:
@@ -27,3 +28,35 @@ def test_attention_is_multi_head_softmax_attention() -> None:
         heads.append(w @ v[..., sl])
     expected = attn.to_out[0](torch.cat(heads, dim=-1))
     torch.testing.assert_close(attn(x, ctx), expected, rtol=0, atol=1e-6)
+
+
+def test_the_kernel_sees_heads_before_sequence() -> None:
+    seen = []
+
+    def kernel(q, k, v):
+        seen.append((q.shape, k.shape))
+        return F.scaled_dot_product_attention(q, k, v)
+
+    torch.manual_seed(0)
+    attn = Attention(16, heads=4, context_dim=6)
+    x, ctx = torch.randn(2, 5, 16), torch.randn(2, 3, 6)
+    expected = attn(x, ctx)
+    attn.kernel = kernel
+    torch.testing.assert_close(attn(x, ctx), expected, rtol=0, atol=0)
+    assert seen == [((2, 4, 5, 4), (2, 4, 3, 4))]  # (N, heads, L, head_dim)
+
+
+def test_use_attention_kernel_reaches_every_attention_of_the_net() -> None:
+    from hallo_pipeline.models.motion_module import TemporalAttention
+    from tests.tiny import random_net
+
+    net = random_net()
+    attentions = [m for m in net.modules() if isinstance(m, Attention)]
+    assert all(m.kernel is sdpa for m in attentions)
+    assert any(isinstance(m, TemporalAttention) for m in attentions)
+
+    def kernel(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v)
+
+    use_attention_kernel(net, kernel)
+    assert all(m.kernel is kernel for m in attentions)
