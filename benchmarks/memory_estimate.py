@@ -21,6 +21,9 @@ Not counted: the CUDA context and the cuBLAS/cuDNN workspaces (together roughly 
 activations (it runs before sampling, on 60 s of CNN input at most; its weights are counted).
 A GPU run of `benchmarks/run.py` reports the measured `max_memory_allocated` beside this
 estimate, which is how the model is to be checked.
+
+The same run also shows the sampler's traffic between host and GPU: copies are counted, and a
+value read on the host (`.item()`, `if tensor:`) cannot happen at all, since `meta` has no values.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class DeviceMemoryModel(TorchDispatchMode):
         self.live = 0
         self.peak = 0
         self.resident = 0  # weights, added and removed by MeteredPlacement
+        self.to_host = 0  # device -> host copies (each one waits for the GPU)
+        self.to_device = 0  # host -> device copies
         self._counted: dict[int, int] = {}
 
     @property
@@ -93,9 +98,11 @@ class DeviceMemoryModel(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if (func is torch.ops.aten._to_copy.default and kwargs.get("device") == torch.device("cpu")
-                and args[0].device == META):
-            return torch.zeros(args[0].shape, dtype=kwargs.get("dtype") or args[0].dtype)
+        if func is torch.ops.aten._to_copy.default and args[0].device != kwargs.get("device", args[0].device):
+            if args[0].device == META:
+                self.to_host += 1
+                return torch.zeros(args[0].shape, dtype=kwargs.get("dtype") or args[0].dtype)
+            self.to_device += 1
         out = func(*args, **kwargs)
         inputs = {t.untyped_storage()._cdata for t in tree_flatten((args, kwargs))[0]
                   if isinstance(t, torch.Tensor) and t.device == META}
@@ -155,6 +162,8 @@ class Estimate:
     peak_gib: float
     weights_resident_gib: float  # at the end of the run (the denoiser's, plus the rest in default mode)
     phases_gib: dict
+    to_host: int  # device -> host copies in the whole run
+    to_device: int  # host -> device copies in the whole run
 
     def as_dict(self) -> dict:
         return self.__dict__
@@ -232,7 +241,7 @@ def estimate_generation(
         for clip, _ in enumerate(sampler.run(inputs)):
             phases[f"after clip {clip}"] = memory.current / GIB
     return Estimate(mode, size, str(next(net.parameters()).dtype).removeprefix("torch."), decode_batch,
-                    memory.peak / GIB, memory.resident / GIB, phases)
+                    memory.peak / GIB, memory.resident / GIB, phases, memory.to_host, memory.to_device)
 
 
 def denoiser_step_peak(net, size: int = 512, frames: int = 16) -> int:

@@ -185,6 +185,9 @@ class ClipSampler:
             _draw_clip_randomness(generator, s, (height, width), latent_shape)
 
         dtype = self.net.denoising_unet.conv_in.weight.dtype
+        # A CPU timestep copied to the GPU inside the step loop would make the host wait for the
+        # previous step every step (a blocking copy); DDIM itself indexes its tables on the CPU.
+        timesteps_on_device = self.scheduler.timesteps.to(self.device)
         total = len(clips) * s.steps
         done = 0
         for clip in clips:
@@ -207,10 +210,10 @@ class ClipSampler:
             audio_tokens = self.net.audioproj(features[None].to(self.device, dtype))
             trace("audio_tokens", audio_tokens)
             latents = noise.to(self.device) * self.scheduler.init_noise_sigma
-            for j, t in enumerate(self.scheduler.timesteps):
+            for j, (t, t_device) in enumerate(zip(self.scheduler.timesteps, timesteps_on_device)):
                 self._check_cancel()
                 out = guided_denoise_step(
-                    self.net, latents, t, inputs.identity, audio_tokens, reference, s.guidance_scale, s.weights
+                    self.net, latents, t_device, inputs.identity, audio_tokens, reference, s.guidance_scale, s.weights
                 )
                 latents = self.scheduler.step(out.guided.float(), t, latents, eta=0.0).prev_sample
                 trace(f"step{j}.model_output", out.guided)

@@ -99,3 +99,18 @@ def test_full_size_512_fp16_fits_the_issue_targets(full_size_models, mode, targe
     assert estimate.weights_resident_gib >= denoiser
     assert estimate.peak_gib > estimate.weights_resident_gib + 0.5  # activations are really counted
     assert estimate.peak_gib <= target_gib, estimate
+
+
+def test_the_step_loop_never_waits_for_the_device() -> None:
+    """Issue #6: no host <-> device round trips inside the step loop. On `meta` a host read of a
+    value (`.item()`, `if tensor:`) fails outright, and the copies a run makes must not grow with
+    the number of steps: the only copies back to the host are the decoded frames."""
+    from hallo_pipeline.testing.tiny_models import tiny_net_config
+    from hallo_pipeline.testing.tiny_wav2vec2 import tiny_wav2vec2_config
+
+    tiny_vae = dict(block_out_channels=(16, 32, 32, 32), layers_per_block=1, norm_num_groups=8)
+    models = build_meta_models(tiny_net_config(), torch.float32, tiny_vae, tiny_wav2vec2_config())
+    runs = {steps: estimate_generation(*models, "default", size=64, decode_batch=4, clips=2, steps=steps)
+            for steps in (1, 5)}
+    assert runs[1].to_host == runs[5].to_host == 2 * 16 // 4  # two clips of 16 frames, 4 frames per decode
+    assert runs[1].to_device == runs[5].to_device
