@@ -194,7 +194,7 @@ MODES = {
 }
 
 
-def run_mode(mode: str, net, vae, setup: Setup, device, dtype) -> dict:
+def run_mode(mode: str, net, vae, setup: Setup, device, dtype, meta_models: tuple) -> dict:
     opts = MODES[mode]
     offload = torch.device("cpu") if opts["low_vram"] and device.type == "cuda" else None
     placement = Placement(device, offload)
@@ -226,7 +226,6 @@ def run_mode(mode: str, net, vae, setup: Setup, device, dtype) -> dict:
     # The same run modelled on `meta` (benchmarks/memory_estimate.py), to check the model against
     # the measurement above wherever a GPU runs this. Auto-sized decode batches reach the maximum
     # on any GPU with room for this benchmark.
-    meta_models = build_meta_models(net.config, dtype, VAE_SIZES[setup.config], audio_config(setup.config))
     out["estimated_peak_gpu_gib"] = estimate_generation(
         *meta_models, mode, setup.size, opts["decode_batch"] or MAX_DECODE_BATCH, clips=2, steps=2,
         clip_length=setup.frames,
@@ -288,7 +287,8 @@ def main(argv=None) -> int:
         "vae_decode_batched_auto": timed(lambda: LatentCodec(vae).decode(latents[0].transpose(0, 1)), device, 2),
         "audio_features": audio_features_seconds(args.config, device, dtype, setup.clips * setup.frames / 25),
     }
-    modes = {m: run_mode(m, net, vae, setup, device, dtype) for m in args.modes.split(",")}
+    meta_models = build_meta_models(config, dtype, VAE_SIZES[setup.config], audio_config(setup.config))
+    modes = {m: run_mode(m, net, vae, setup, device, dtype, meta_models) for m in args.modes.split(",")}
 
     peak = measured_matmul_tflops(device, dtype)
     gpu_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 # here rather than there so the command line and the nodes list them without importing torch.
 ATTENTION_OPTIONS = ("auto", "sdpa", "flash", "sage")
 
+
 @dataclass(frozen=True)
 class UNetConfig:
     """Spatial layout shared by the reference UNet and the denoising UNet."""
