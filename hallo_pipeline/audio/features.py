@@ -5,13 +5,15 @@
     audio.features          # (padded_frames, 5, 12, 768): frames i-2..i+2 of all 12 layers
     audio.clip(0, 16)       # the AudioProj input of clip 0, (16, 5, 12, 768)
 
-Per frame of 25 fps video: 640 samples of 16 kHz audio. The sequence is padded with silence to
-a whole number of clips; `frames` is the true length the video is cut to.
+Per frame of 25 fps video: 640 samples of 16 kHz audio. The features cover a whole number of
+clips (the last one padded with silence, by Hallo's or Hallo2's rule: `final_chunk_padding`);
+`frames` is the true length the video is cut to.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,7 +53,24 @@ def frame_count(samples: int, sample_rate: int = SAMPLE_RATE, fps: int = FPS) ->
 
 
 def padded_frame_count(frames: int, clip_length: int) -> int:
+    """`frames` rounded up to whole clips: the rows of `AudioFeatures.features`."""
     return frames + (-frames) % clip_length
+
+
+def final_chunk_padding(chunk_frames: Sequence[int], clip_length: int, hallo2: bool) -> int:
+    """Frames of silence appended to the last chunk before its wav2vec2 pass (SPEC §8, §10).
+
+    chunk_frames: each chunk's own frame count (one entry when the audio is not chunked).
+    Hallo: pad the total T to whole clips. Hallo2 (the release's rule, exactly): only if the last
+    chunk's own count s is not whole clips, and then by F - (T mod F), a whole clip of silence when
+    T already is whole clips; if s is whole clips nothing is padded, even when T is not.
+    """
+    total = sum(chunk_frames)
+    if not hallo2:
+        return (-total) % clip_length
+    if chunk_frames[-1] % clip_length == 0:
+        return 0
+    return clip_length - total % clip_length
 
 
 def normalize_waveform(samples: np.ndarray, pad: int = 0) -> np.ndarray:
@@ -68,8 +87,10 @@ def normalize_waveform(samples: np.ndarray, pad: int = 0) -> np.ndarray:
 class AudioFeatures:
     """wav2vec2 features of one audio, on the CPU in float32.
 
-    `features` and `hidden_states` are views of one (padded_frames + 4, layers, hidden) buffer
+    `features` and `hidden_states` are views of one (computed_rows + 4, layers, hidden) buffer
     (the two edge frames repeated at each end), so the 5-frame windows cost no extra memory.
+    Both hold `padded_frames` rows, the whole clips the sampler renders; see `AudioEncoder.encode`
+    for the rows past the true length `frames`.
     Take clips with `clip()` before moving data to a device: moving `features` as a whole
     would materialise all five copies.
     """
@@ -170,7 +191,8 @@ class AudioEncoder:
         """Features of a waveform of any rate and channel count (numpy or torch).
 
         chunk_seconds: Hallo2's long-audio mode (60): each chunk is normalised and encoded on its
-            own (wav2vec2 context restarts); only the last chunk is padded. None: one pass (Hallo).
+            own (wav2vec2 context restarts); only the last chunk may be padded, by the release's
+            rule (`final_chunk_padding`). None: one pass (Hallo).
         separator: a `VocalSeparator` to isolate the voice first, as the release does.
         """
         if not isinstance(clip_length, int) or clip_length < 1:
@@ -178,36 +200,51 @@ class AudioEncoder:
         if separator is not None:
             waveform, sample_rate = separator.separate(waveform, sample_rate)
         mono = to_mono_16k(waveform, sample_rate, min_samples=self.samples_per_frame)
-        frames = frame_count(mono.shape[0], SAMPLE_RATE, self.fps)
-        padded = padded_frame_count(frames, clip_length)
-        pad_samples = (padded - frames) * self.samples_per_frame
-
-        buffer = torch.empty(padded + 2 * WINDOW_RADIUS, self.layers, self.hidden_size, dtype=torch.float32)
-        hidden = buffer[WINDOW_RADIUS : WINDOW_RADIUS + padded]
+        chunks = list(self._chunks(mono.shape[0], chunk_seconds))
+        chunk_frames = [frame_count(stop - start, SAMPLE_RATE, self.fps) for start, stop in chunks]
+        frames = sum(chunk_frames)  # T: the true length (per chunk and summed, as the release)
+        pad = final_chunk_padding(chunk_frames, clip_length, hallo2=chunk_seconds is not None)
+        computed = frames + pad  # rows wav2vec2 produces, silent padding included
+        padded = padded_frame_count(frames, clip_length)  # rows rendered: ceil(T / F) whole clips
+        # The rows past the true length T, as the two modes and cases leave them:
+        #   computed == padded (Hallo always; Hallo2 when it pads and T is not whole clips): the
+        #     release's own padded sequence, silent rows included, windows clamped at its end.
+        #   computed > padded (Hallo2 pads a whole clip of silence because T is whole clips): the
+        #     silent rows are dropped from `features` / `hidden_states` (never rendered), but they stay
+        #     in the buffer after row T - 1, so the windows of rows T-2 and T-1 see them as the
+        #     release's windows over the whole padded sequence do.
+        #   computed < padded (Hallo2 does not pad, the last chunk's own count is whole clips, T is
+        #     not): "repeat the last row" means the *hidden-state* sequence is extended by copies of
+        #     row T - 1 up to the whole clip, and the windows are taken over that extended sequence.
+        #     So every real row's window is exactly the release's (its end clamps to row T - 1 too),
+        #     `hidden_states[T:]` equal `hidden_states[T - 1]`, and the window of extra row T + j holds
+        #     frames T+j-2 .. T+j+2 of the extended sequence (row T: T-2, T-1, T-1, T-1, T-1; from row
+        #     T + 1 on, row T - 1 five times). It is what the buffer's end padding gives for free:
+        #     no row of `features` is copied.
+        rows = max(computed, padded)
+        buffer = torch.empty(rows + 2 * WINDOW_RADIUS, self.layers, self.hidden_size, dtype=torch.float32)
+        sequence = buffer[WINDOW_RADIUS : WINDOW_RADIUS + rows]
         start_frame = 0
-        for start, stop, is_last in self._chunks(mono.shape[0], chunk_seconds):
-            if is_last:
-                chunk_frames = padded - start_frame
-                values = self.input_values(mono[start:stop], pad_samples)
-            else:
-                chunk_frames = frame_count(stop - start, SAMPLE_RATE, self.fps)
-                values = self.input_values(mono[start:stop])
-            interpolated = self.interpolate(self.cnn_features(values), chunk_frames)
-            self.layer_outputs(interpolated, out=hidden[start_frame : start_frame + chunk_frames])
-            start_frame += chunk_frames
-        buffer[:WINDOW_RADIUS] = hidden[0]
-        buffer[WINDOW_RADIUS + padded :] = hidden[-1]
+        for index, ((start, stop), own_frames) in enumerate(zip(chunks, chunk_frames)):
+            extra = pad if index == len(chunks) - 1 else 0
+            values = self.input_values(mono[start:stop], extra * self.samples_per_frame)
+            interpolated = self.interpolate(self.cnn_features(values), own_frames + extra)
+            self.layer_outputs(interpolated, out=sequence[start_frame : start_frame + own_frames + extra])
+            start_frame += own_frames + extra
+        buffer[:WINDOW_RADIUS] = sequence[0]
+        buffer[WINDOW_RADIUS + computed :] = sequence[computed - 1]
         return AudioFeatures(
-            features=windowed(buffer),
-            hidden_states=hidden,
+            features=windowed(buffer)[:padded],
+            hidden_states=sequence[:padded],
             frames=frames,
             padded_frames=padded,
             waveform=torch.from_numpy(mono),
         )
 
     def _chunks(self, samples: int, chunk_seconds: float | None):
+        """(start, stop) sample ranges: one, or Hallo2's chunks of `chunk_seconds` (the last one shorter)."""
         if chunk_seconds is None:
-            yield 0, samples, True
+            yield 0, samples
             return
         size = int(round(chunk_seconds * SAMPLE_RATE))
         if size < self.samples_per_frame or size % self.samples_per_frame:
@@ -216,5 +253,4 @@ class AudioEncoder:
                 f"({self.samples_per_frame} samples each); Hallo2 uses {HALLO2_CHUNK_SECONDS}"
             )
         for start in range(0, samples, size):
-            stop = min(samples, start + size)
-            yield start, stop, stop == samples
+            yield start, min(samples, start + size)

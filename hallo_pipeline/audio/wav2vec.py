@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Iterator
 
@@ -84,6 +86,50 @@ def _really_missing(info: dict) -> list[str]:
     return sorted(missing)
 
 
+def _weight_files(folder: Path, suffix: str) -> list[Path]:
+    """The weight files transformers will read: `model.safetensors` / `pytorch_model.bin`, else the shards."""
+    single = folder / ("model.safetensors" if suffix == ".safetensors" else "pytorch_model.bin")
+    return [single] if single.is_file() else sorted(folder.glob(f"*{suffix}"))
+
+
+def _damaged(path: Path, detail: object) -> CheckpointError:
+    return CheckpointError(
+        f"wav2vec2 weights {str(path)!r} are damaged or truncated ({detail}); "
+        f"download {path.name} of facebook/wav2vec2-base-960h again"
+    )
+
+
+def _check_safetensors(path: Path) -> None:
+    """Refuse a truncated or damaged safetensors file by reading its header (not its tensors): the
+    header must parse and its tensors must cover the file exactly, which a cut-off download or
+    random bytes fail."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.keys()
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _damaged(path, exc) from exc
+
+
+# The start of torch.save's legacy (non-zip) format: its magic number, pickled with protocol 2.
+_LEGACY_TORCH_MAGIC = bytes.fromhex("80028a0a6cfc9c46f9206aa85019")
+
+
+def _check_pickle(path: Path) -> None:
+    """Refuse a torch pickle that is neither a whole zip archive (torch.save's format; its directory
+    is at the end, so a cut-off download fails) nor starts like the legacy format (random bytes)."""
+    try:
+        if zipfile.is_zipfile(path):
+            return
+        with path.open("rb") as handle:
+            start = handle.read(len(_LEGACY_TORCH_MAGIC))
+    except OSError as exc:
+        raise _damaged(path, exc) from exc
+    if start != _LEGACY_TORCH_MAGIC:
+        raise _damaged(path, "neither a complete zip archive nor torch's legacy format")
+
+
 def load_wav2vec2(
     folder: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> nn.Module:
@@ -100,10 +146,21 @@ def load_wav2vec2(
             f"wav2vec2 folder {str(folder)!r} has no weights (model.safetensors or pytorch_model.bin)"
         )
     transformers = require("transformers", "transformers", "The audio features (wav2vec2)")
+    from safetensors import SafetensorError
+
+    suffix = ".safetensors" if has_safetensors else ".bin"
+    for weights in _weight_files(folder, suffix):
+        (_check_safetensors if has_safetensors else _check_pickle)(weights)
+    # What a damaged file the header checks let through raises (a cut-off legacy pickle: RuntimeError
+    # "unexpected EOF"); the original message is kept in ours.
+    damaged = (SafetensorError,) if has_safetensors else (pickle.UnpicklingError, EOFError, RuntimeError)
+    weights_name = f"model{suffix}" if has_safetensors else f"pytorch_model{suffix}"
     kwargs = {"output_loading_info": True, "use_safetensors": True if has_safetensors else None}
     with quiet_transformers():
         try:
             model, info = transformers.Wav2Vec2Model.from_pretrained(str(folder), **kwargs)
+        except damaged as exc:
+            raise _damaged(folder / weights_name, exc) from exc
         except (OSError, ValueError) as exc:
             raise CheckpointError(
                 f"wav2vec2 folder {str(folder)!r} cannot be loaded ({exc}); download it again"

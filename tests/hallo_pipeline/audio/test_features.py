@@ -159,9 +159,12 @@ def test_hallo2_chunks_restart_context_and_pad_only_the_last(encoder) -> None:
 
 
 def test_hallo2_final_chunk_shorter_than_the_cnn_window(encoder) -> None:
-    audio = speechlike(0.4 + 100 / 16000)  # 100 samples past a 0.4 s chunk: 11 frames, no padding at clip 11
+    # 100 samples past a 0.4 s chunk: 10 + 1 = 11 frames, one clip of 11. The 1-frame last chunk is
+    # not whole clips, so the release pads it by a whole clip of silence (T is whole clips), which
+    # is computed but not rendered.
+    audio = speechlike(0.4 + 100 / 16000)
     out = encoder.encode(audio, 16000, clip_length=11, chunk_seconds=0.4)
-    assert out.padded_frames == 11 and torch.isfinite(out.hidden_states).all()
+    assert out.padded_frames == out.features.shape[0] == 11 and torch.isfinite(out.hidden_states).all()
 
 
 def test_bad_audio_input(encoder) -> None:
@@ -193,6 +196,45 @@ def test_loading_errors(tmp_path, wav2vec_dir) -> None:
     save_file(kept, str(partial / "model.safetensors"), metadata={"format": "pt"})  # as transformers writes it
     with pytest.raises(CheckpointError, match="lack .* tensors"):
         AudioEncoder(partial)
+
+
+def _copy_with_damaged_weights(folder, source, name: str, damage: str):
+    folder.mkdir()
+    for path in source.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    data = (source / name).read_bytes()
+    if damage == "truncated":  # a download cut in half
+        damaged = data[: len(data) // 2]
+    else:  # random bytes of the same size
+        damaged = np.random.default_rng(0).bytes(len(data))
+    (folder / name).write_bytes(damaged)
+    return folder / name
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random"])
+def test_damaged_safetensors_names_the_file(tmp_path, wav2vec_dir, damage: str) -> None:
+    path = _copy_with_damaged_weights(tmp_path / "damaged", wav2vec_dir, "model.safetensors", damage)
+    with pytest.raises(CheckpointError) as caught:
+        AudioEncoder(tmp_path / "damaged")
+    message = str(caught.value)
+    assert repr(str(path)) in message and "damaged or truncated" in message and "download model.safetensors" in message
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random", "truncated-legacy"])
+def test_damaged_pickle_names_the_file(tmp_path, stable_wav2vec_dir, damage: str) -> None:
+    source = stable_wav2vec_dir
+    if damage == "truncated-legacy":  # torch.save's pre-zip format, whose end is not checked up front
+        source = tmp_path / "legacy"
+        source.mkdir()
+        for path in stable_wav2vec_dir.iterdir():
+            (source / path.name).write_bytes(path.read_bytes())
+        weights = torch.load(source / "pytorch_model.bin", weights_only=True)
+        torch.save(weights, source / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    path = _copy_with_damaged_weights(tmp_path / "damaged", source, "pytorch_model.bin", damage.split("-")[0])
+    with pytest.raises(CheckpointError) as caught:
+        AudioEncoder(tmp_path / "damaged")
+    message = str(caught.value)
+    assert repr(str(path)) in message and "damaged or truncated" in message and "download pytorch_model.bin" in message
 
 
 def test_safetensors_preferred_over_pickle(tmp_path, wav2vec_dir) -> None:
