@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import SHARED
+from tests.conftest import parity_dir
 from tests.nodes.comfy_env import comfy_env
 
-INPUTS = SHARED / "parity" / "inputs"
+INPUTS = parity_dir() / "inputs"
 SIZE = 128
 
 

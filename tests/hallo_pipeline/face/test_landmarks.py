@@ -72,7 +72,7 @@ def test_two_faces_need_an_option(detector, portrait) -> None:
     canvas = two_faces(portrait)
     faces = detector.detect(canvas)
     assert len(faces) == 2
-    with pytest.raises(InputError, match="more than one face.*multiple_faces='largest'"):
+    with pytest.raises(InputError, match="found 2 faces in image.*multiple_faces='largest'"):
         choose_face(faces)
     chosen = choose_face(faces, "largest")
     assert chosen[:, 0].max() < canvas.shape[1] // 2, "the larger face is the one on the left"
@@ -109,4 +109,15 @@ def test_mediapipe_without_face_mesh_and_no_task_file_names_both_fixes(monkeypat
 
     monkeypatch.delattr(mediapipe, "solutions", raising=False)
     with pytest.raises(CheckpointError, match=r"face_landmarker_v2_with_blendshapes\.task.*hallo_pipeline download.*mediapipe==0\.10\.21"):
+        LandmarkDetector(tmp_path).detect(np.zeros((64, 64, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip archive", b"PK\x03\x04 a cut-off zip"])
+def test_damaged_task_file_is_named(tmp_path, content: bytes) -> None:
+    from hallo_pipeline.errors import CheckpointError
+
+    task = tmp_path / TASK_FILE
+    task.parent.mkdir(parents=True)
+    task.write_bytes(content)
+    with pytest.raises(CheckpointError, match=rf"face landmark model '[^']*{TASK_FILE.name}' could not be loaded.*download it again"):
         LandmarkDetector(tmp_path).detect(np.zeros((64, 64, 3), dtype=np.uint8))
