@@ -52,7 +52,8 @@ def _damaged_files(folder: Path, exc: Exception, onnxruntime) -> list[tuple[Path
 
 def _damaged_message(damaged: list[tuple[Path, str]], models_dir: Path) -> str:
     file, reason = damaged[0]
-    reason = reason.split("failed:", 1)[-1].strip()  # "[ONNXRuntimeError] : 7 : ... Load model from <path> failed:<why>"
+    # onnxruntime says "[ONNXRuntimeError] : 7 : ... Load model from <path> failed:<why>"; keep the why.
+    reason = reason.split("failed:", 1)[-1].strip()
     others = "".join(f"; {str(f)!r} is damaged too" for f, _ in damaged[1:])
     return (
         f"face model file {str(file)!r} is damaged or incomplete (onnxruntime: {reason}){others}; delete it and "

@@ -94,8 +94,8 @@ def test_no_identity_face_stops_unless_allowed(tmp_path, tiny_models, portrait) 
     from hallo_pipeline.testing.tiny_face_models import write_tiny_face_models
 
     models = tmp_path / "models"
-    shutil.copytree(tiny_models, models / "hallo", ignore=shutil.ignore_patterns("face_analysis", "hallo2"))
-    write_tiny_face_models(models / "hallo" / "face_analysis" / "models")
+    shutil.copytree(tiny_models, models / "hallo", ignore=shutil.ignore_patterns("hallo2"))
+    write_tiny_face_models(models / "hallo" / "face_analysis" / "models")  # replaces the fixed-face detector
     with comfy_env(models) as env:
         nodes = env.nodes()
         pipe = nodes["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto", attention="auto").args[0]

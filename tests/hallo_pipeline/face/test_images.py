@@ -126,7 +126,8 @@ def test_image_over_the_pixel_limit_is_refused_with_its_size(tmp_path, monkeypat
     if kind == "file":
         image = tmp_path / "big.png"
         Image.fromarray(rgb).save(image)
-    with pytest.raises(InputError, match=r"is 128x96 pixels \(0\.0 megapixels\), more than the limit of 0\.0 megapixels.*scale it down"):
+    message = r"is 128x96 pixels \(0\.0 megapixels\), more than the limit of 0\.0 megapixels.*scale it down"
+    with pytest.raises(InputError, match=message):
         to_rgb_uint8(image, name="image")
 
 
