@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("make-tiny-models", help="write a complete model folder with tiny random weights (for trying the pack without the real weights)")
     t.add_argument("dir", type=Path)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--mediapipe-wheel", type=Path, default=None,
+                   help="a mediapipe 0.10.21 wheel file to take the face landmark models from (default: the installed "
+                   "mediapipe if it has them, else `pip download mediapipe==0.10.21 --no-deps`, about 35 MB)")
+    t.add_argument("--no-face-landmarker", action="store_true",
+                   help="write no face landmarker .task (landmarks then need mediapipe==0.10.21's built-in face mesh)")
 
     d = sub.add_parser("download", help="fetch the official files from Hugging Face into a model folder")
     d.add_argument("dir", type=Path, help="model folder, e.g. ComfyUI/models/hallo")
@@ -105,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "make-tiny-models":
             from .testing.tiny_models import make_tiny_models
 
-            print(f"wrote tiny model folder {make_tiny_models(args.dir, seed=args.seed)}")
+            root = make_tiny_models(args.dir, seed=args.seed, face_landmarker=not args.no_face_landmarker,
+                                    mediapipe_wheel=args.mediapipe_wheel)
+            print(f"wrote tiny model folder {root}")
             return 0
         if args.command == "download":
             from .download import download

@@ -36,14 +36,41 @@ def net_keys_tsv() -> Path:
     return path
 
 
+def mediapipe_face_models_or_skip() -> tuple[bytes, bytes]:
+    """mediapipe 0.10.21's face models (installed, HALLO_MEDIAPIPE_WHEEL, or fetched with pip), or a skip."""
+    pytest.importorskip("mediapipe")
+    from hallo_pipeline.errors import MissingDependencyError
+    from hallo_pipeline.testing.tiny_face_landmarker import face_models
+
+    try:
+        return face_models()
+    except MissingDependencyError as exc:
+        pytest.skip(f"no face landmark model for the tiny model folder: {exc}")
+
+
+@pytest.fixture(scope="session")
+def face_landmarker_task(tmp_path_factory) -> Path:
+    """The Face Landmarker .task that make-tiny-models writes (mediapipe 0.10.21's face models, merged)."""
+    mediapipe_face_models_or_skip()
+    from hallo_pipeline.face.landmarks import TASK_FILE
+    from hallo_pipeline.testing.tiny_face_landmarker import write_face_landmarker
+
+    return write_face_landmarker(tmp_path_factory.mktemp("landmarker") / TASK_FILE.name)
+
+
+def make_tiny_models_or_skip(root: Path) -> Path:
+    pytest.importorskip("onnx")
+    pytest.importorskip("insightface")
+    mediapipe_face_models_or_skip()
+    from hallo_pipeline.testing.tiny_models import make_tiny_models
+
+    return make_tiny_models(root)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_folder(tmp_path_factory) -> Path:
     """A complete model folder in the official layout with tiny random weights (make-tiny-models)."""
-    pytest.importorskip("onnx")
-    pytest.importorskip("insightface")
-    from hallo_pipeline.testing.tiny_models import make_tiny_models
-
-    return make_tiny_models(tmp_path_factory.mktemp("hallo_models"))
+    return make_tiny_models_or_skip(tmp_path_factory.mktemp("hallo_models"))
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,13 @@ from ..models.audio_module import RegionMasks
 from .boxes import Box
 from .identity import IdentityEncoder
 from .images import ImageLike, reference_tensor, to_rgb_uint8
-from .landmarks import NUM_LANDMARKS, LandmarkDetector, check_multiple_faces_option, choose_face
+from .landmarks import (
+    NUM_LANDMARKS,
+    LandmarkDetector,
+    check_multiple_faces_option,
+    choose_face,
+    several_faces_error,
+)
 from .masks import RegionMaps, check_image_size, face_region_tensor, region_maps, token_masks
 
 
@@ -44,6 +50,28 @@ class FaceAnalysis:
     @property
     def lip_box(self) -> Box:
         return self.maps.lip_box
+
+
+# A face the detector found but the landmark model did not is looked at again in a square crop this
+# many times the detector's box side: the face then fills about half of it, as in a portrait.
+CROP_SCALE = 2.0
+
+
+def _crop_around(box: np.ndarray, width: int, height: int) -> Box:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    half = CROP_SCALE * max(x1 - x0, y1 - y0) / 2
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left, top = max(0, int(cx - half)), max(0, int(cy - half))
+    return left, top, min(width, int(np.ceil(cx + half))), min(height, int(np.ceil(cy + half)))
+
+
+def _area_of(box: np.ndarray) -> float:
+    return float((box[2] - box[0]) * (box[3] - box[1]))
+
+
+def _box_text(box: np.ndarray) -> str:
+    x0, y0, x1, y1 = (round(float(v)) for v in box)
+    return f"{x0},{y0}-{x1},{y1}"
 
 
 def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
@@ -101,7 +129,7 @@ class FaceAnalyzer:
         rgb = to_rgb_uint8(image)
         height, width = rgb.shape[:2]
         if landmarks is None:
-            landmarks = choose_face(self.landmark_detector.detect(rgb), multiple_faces)
+            landmarks = self.find_landmarks(rgb, multiple_faces)
         landmarks = _check_landmarks(landmarks)
         maps = region_maps(landmarks, width, height, face_expand_ratio)
         embedding = self.identity_encoder.embedding(rgb, multiple_faces, allow_missing_identity)
@@ -114,6 +142,43 @@ class FaceAnalyzer:
             maps=maps,
             image_size=image_size,
         )
+
+    def find_landmarks(self, rgb: np.ndarray, multiple_faces: str = "error", name: str = "image") -> np.ndarray:
+        """(478, 2) pixel landmarks of the one face to animate, or an InputError that says what was seen.
+
+        Mediapipe's face detector looks at the whole photo shrunk to 128x128, so it misses faces that
+        are small in the frame (two people side by side, a group photo). Then the identity model's
+        detector (SCRFD at 640x640) counts the faces, and the landmarks of the chosen one come from a
+        crop around it.
+        """
+        faces = self.landmark_detector.detect(rgb)
+        if faces:
+            return choose_face(faces, multiple_faces, name)
+        boxes = self.identity_encoder.face_boxes(rgb)
+        if len(boxes) == 0:
+            raise InputError(
+                f"no face was found in {name} (neither the landmark model nor the face detector saw one); use a "
+                "photo with one clearly visible, roughly frontal face filling about half of the frame"
+            )
+        if len(boxes) > 1 and multiple_faces == "error":
+            raise several_faces_error(
+                f"found {len(boxes)} faces in {name} (each too small in the whole photo for the landmark model)"
+            )
+        box = max(boxes, key=_area_of)
+        height, width = rgb.shape[:2]
+        x0, y0, x1, y1 = _crop_around(box, width, height)
+        found = [points + [x0, y0] for points in self.landmark_detector.detect(rgb[y0:y1, x0:x1])]
+        # The crop may hold part of a neighbour: take the face whose landmarks centre lies in the box.
+        inside = [p for p in found if box[0] <= p[:, 0].mean() <= box[2] and box[1] <= p[:, 1].mean() <= box[3]]
+        if not inside:
+            seen = "1 face" if len(boxes) == 1 else f"{len(boxes)} faces, the largest"
+            raise InputError(
+                f"no face was found in {name}: the face detector saw {seen} (box {_box_text(box)}), but the "
+                "landmark model found no face there; use a sharper, frontal, well-lit photo, or crop it to the "
+                "face so that the face fills about half of the frame"
+            )
+        centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+        return min(inside, key=lambda p: float(np.linalg.norm(p.mean(axis=0) - centre)))
 
 
 def analyze_face(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -24,6 +25,42 @@ EMBEDDING_SIZE = 512
 _EXPECTED_FILES = ("scrfd_10g_bnkps.onnx", "glintr100.onnx")
 
 
+@contextlib.contextmanager
+def _quiet_insightface():
+    """Hide the deprecation warnings raised from insightface's own modules (e.g. scikit-image's
+    `tform.estimate` FutureWarning in its face alignment) during its calls, and nothing else."""
+    with warnings.catch_warnings():
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", category=category, module=r"insightface(\.|$)")
+        yield
+
+
+def _damaged_files(folder: Path, exc: Exception, onnxruntime) -> list[tuple[Path, str]]:
+    """The ONNX files of `folder` that onnxruntime cannot load, each with its reason."""
+    files = sorted(folder.glob("*.onnx"))
+    named = [f for f in files if str(f) in str(exc)]  # onnxruntime names the file it failed on
+    if named:
+        return [(f, str(exc)) for f in named]
+    damaged = []
+    for file in files:  # not named: try each file on its own
+        try:
+            onnxruntime.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 - onnxruntime's errors share no base class but Exception
+            damaged.append((file, str(error)))
+    return damaged
+
+
+def _damaged_message(damaged: list[tuple[Path, str]], models_dir: Path) -> str:
+    file, reason = damaged[0]
+    # onnxruntime says "[ONNXRuntimeError] : 7 : ... Load model from <path> failed:<why>"; keep the why.
+    reason = reason.split("failed:", 1)[-1].strip()
+    others = "".join(f"; {str(f)!r} is damaged too" for f, _ in damaged[1:])
+    return (
+        f"face model file {str(file)!r} is damaged or incomplete (onnxruntime: {reason}){others}; delete it and "
+        f"download it again: python -m hallo_pipeline download {str(models_dir)!r}"
+    )
+
+
 class IdentityEncoder:
     """Loads the detector and recogniser once; `embedding(rgb)` gives the release's face vector."""
 
@@ -31,10 +68,10 @@ class IdentityEncoder:
         folder = (Path(models_dir) / FACE_MODELS_DIR).resolve()
         if not folder.is_dir() or not any(folder.glob("*.onnx")):
             raise CheckpointError(self._missing(folder, "has no .onnx files"))
-        require("onnxruntime", "onnxruntime", "The face identity embedding")
+        onnxruntime = require("onnxruntime", "onnxruntime", "The face identity embedding")
         insightface_app = require("insightface.app", "insightface", "The face identity embedding")
         # insightface prints model discovery to stdout in some versions; keep the console clean.
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), _quiet_insightface():
             try:
                 # An absolute `name` is used as the folder as is by every insightface version (old
                 # ones join it onto root/models, which leaves an absolute path unchanged); no download.
@@ -46,6 +83,13 @@ class IdentityEncoder:
                 )
             except AssertionError as exc:  # insightface asserts that a detector was found
                 raise CheckpointError(self._missing(folder, "has no face detector insightface recognises")) from exc
+            except Exception as exc:  # noqa: BLE001 - onnxruntime's load errors share no base class but Exception
+                # insightface loads every .onnx file of the folder (to learn its role), so one damaged
+                # file, used or not, stops it; name it instead of showing onnxruntime's traceback.
+                damaged = _damaged_files(folder, exc, onnxruntime)
+                if not damaged:
+                    raise
+                raise CheckpointError(_damaged_message(damaged, Path(models_dir))) from exc
             if "recognition" not in self._app.models:
                 raise CheckpointError(self._missing(folder, "has no face recognition model insightface recognises"))
             self._app.prepare(ctx_id=0, det_size=DETECTION_SIZE)
@@ -61,7 +105,15 @@ class IdentityEncoder:
     def faces(self, rgb: np.ndarray) -> list:
         """insightface `Face` objects (bbox, det_score, embedding, ...) for an RGB uint8 image."""
         bgr = np.ascontiguousarray(rgb[..., ::-1])  # insightface expects OpenCV's BGR order
-        return list(self._app.get(bgr))
+        with _quiet_insightface():
+            return list(self._app.get(bgr))
+
+    def face_boxes(self, rgb: np.ndarray) -> np.ndarray:
+        """(N, 4) float64 boxes x0, y0, x1, y1 (pixels) of every face the detector finds; no recognition."""
+        bgr = np.ascontiguousarray(rgb[..., ::-1])
+        with _quiet_insightface():
+            detections, _ = self._app.det_model.detect(bgr, max_num=0, metric="default")
+        return np.asarray(detections, dtype=np.float64).reshape(-1, 5)[:, :4]
 
     def embedding(
         self, rgb: np.ndarray, multiple_faces: str = "error", allow_missing: bool = False, name: str = "image"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +16,66 @@ from .masks import check_image_size
 # The detectors look for faces in downscaled copies (mediapipe: 128 px, SCRFD: 640 px); below this
 # a face has too few pixels to be found or to give landmarks worth animating.
 MIN_IMAGE_SIDE = 64
+# Larger images are refused, not shrunk: the result is pasted back into the user's own photo at its
+# own size, and a silent resize would change that. The number is PIL's own decompression-bomb limit
+# (2 x PIL.Image.MAX_IMAGE_PIXELS, about 13400 x 13400), above which PIL cannot open a file anyway;
+# it leaves every camera photo up to 179 megapixels readable.
+MAX_IMAGE_PIXELS = 178_956_970
 
 ImageLike = Any  # path, PIL image, uint8/float numpy HWC, float torch HWC (or a batch of one)
+
+
+def _too_large(what: str, limit: int) -> InputError:
+    return InputError(
+        f"{what}, more than the limit of {limit / 1e6:.1f} megapixels; scale it down and try again (Hallo "
+        "works on the face at 512x512 pixels, so 4096 pixels on the long side is plenty)"
+    )
+
+
+def _check_pixel_count(width: int, height: int, what: str) -> None:
+    if width * height > MAX_IMAGE_PIXELS:
+        raise _too_large(f"{what} is {width}x{height} pixels ({width * height / 1e6:.1f} megapixels)", MAX_IMAGE_PIXELS)
+
+
+def _check_array_size(shape: tuple[int, ...], name: str) -> None:
+    """The pixel limit on an (optionally batched) HWC or HW array, before any conversion copies it."""
+    if len(shape) in (3, 4):
+        height, width = shape[-3], shape[-2]
+    elif len(shape) == 2:
+        height, width = shape
+    else:
+        return  # not an image shape: _from_array explains what is wrong
+    _check_pixel_count(int(width), int(height), name)
+
+
+def _read_file(path: Path, name: str):
+    """The decoded PIL image of a file, upright; huge and unreadable files give an InputError."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    what = f"{name} file {str(path)!r}"
+    try:
+        with warnings.catch_warnings():
+            # Our own limit applies (checked on the header, before decoding); PIL's warning for
+            # images above half of it would only be noise here.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                _check_pixel_count(*opened.size, what)
+                opened.load()
+                return ImageOps.exif_transpose(opened)  # phone photos store their rotation in EXIF
+    except Image.DecompressionBombError as exc:
+        # Past PIL's own limit PIL refuses to open the file; it tells the pixel count, not the size.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(found.group(1)) / 1e6:.1f} megapixels" if found else f"too many pixels ({exc})"
+        limit = min(MAX_IMAGE_PIXELS, 2 * (Image.MAX_IMAGE_PIXELS or MAX_IMAGE_PIXELS))
+        raise _too_large(f"{what} has {pixels}", limit) from exc
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"{what} is not an image that can be read ({exc})") from exc
 
 
 def _from_pil(image, name: str) -> np.ndarray:
     from PIL import Image
 
+    _check_pixel_count(*image.size, name)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit greyscale: PIL's convert("RGB") would clip it to 255 instead of scaling it.
         return _from_array(np.asarray(image).astype(np.uint16), name)
@@ -50,6 +105,7 @@ def _to_uint8(array: np.ndarray, name: str) -> np.ndarray:
 
 
 def _from_array(array: np.ndarray, name: str) -> np.ndarray:
+    _check_array_size(array.shape, name)
     if array.ndim == 4:
         if array.shape[0] != 1:
             raise InputError(
@@ -82,22 +138,17 @@ def to_rgb_uint8(image: ImageLike, name: str = "image") -> np.ndarray:
 
     Greyscale, palette and images with transparency are converted (transparency onto white).
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image
 
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():
             raise InputError(f"{name} file {str(path)!r} does not exist")
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                pil = ImageOps.exif_transpose(opened)  # phone photos store their rotation in EXIF
-        except (UnidentifiedImageError, OSError) as exc:
-            raise InputError(f"{name} file {str(path)!r} is not an image that can be read ({exc})") from exc
-        rgb = _from_pil(pil, name)
+        rgb = _from_pil(_read_file(path, name), name)
     elif isinstance(image, Image.Image):
         rgb = _from_pil(image, name)
     elif isinstance(image, torch.Tensor):
+        _check_array_size(tuple(image.shape), name)
         pixels = image.detach().to("cpu")
         if pixels.is_floating_point():
             pixels = pixels.double()  # half / bfloat16 have no numpy equivalent

@@ -19,8 +19,9 @@ from ..errors import CheckpointError, InputError
 TASK_FILE = Path("face_analysis") / "models" / "face_landmarker_v2_with_blendshapes.task"
 NUM_LANDMARKS = 478
 MULTIPLE_FACES_OPTIONS = ("error", "largest")
-# Look for one face more than we use, so that a second face is noticed instead of ignored.
-_MAX_FACES = 2
+# Look for more faces than we use, so that other faces are noticed (and counted) instead of ignored.
+# This does not change the landmarks of a face: each face's landmarks come from its own detection.
+MAX_FACES = 10
 _MIN_CONFIDENCE = 0.5
 
 
@@ -37,7 +38,7 @@ class LandmarkDetector:
         self.backend = "tasks" if self.task_file is not None else "face_mesh"
 
     def detect(self, rgb: np.ndarray) -> list[np.ndarray]:
-        """Every face found (at most two): each (478, 2) float64, pixels of `rgb` (H, W, 3 uint8)."""
+        """Every face found (at most MAX_FACES): each (478, 2) float64, pixels of `rgb` (H, W, 3 uint8)."""
         rgb = np.ascontiguousarray(rgb)
         faces = self._detect_tasks(rgb) if self.backend == "tasks" else self._detect_face_mesh(rgb)
         height, width = rgb.shape[:2]
@@ -58,11 +59,19 @@ class LandmarkDetector:
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(self.task_file)),
             running_mode=vision.RunningMode.IMAGE,
-            num_faces=_MAX_FACES,
+            num_faces=MAX_FACES,
             min_face_detection_confidence=_MIN_CONFIDENCE,
             min_face_presence_confidence=_MIN_CONFIDENCE,
         )
-        with vision.FaceLandmarker.create_from_options(options) as landmarker:
+        try:
+            landmarker = vision.FaceLandmarker.create_from_options(options)
+        except (RuntimeError, ValueError) as exc:  # mediapipe's error for a file it cannot read as a bundle
+            raise CheckpointError(
+                f"face landmark model {str(self.task_file)!r} could not be loaded ({exc}); it is damaged or not a "
+                "Face Landmarker bundle: delete it and download it again (python -m hallo_pipeline download "
+                f"{str(self.task_file.parents[2])!r})"
+            ) from exc
+        with landmarker:
             result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
         return list(result.face_landmarks)
 
@@ -78,7 +87,7 @@ class LandmarkDetector:
             )
         with solutions.face_mesh.FaceMesh(
             static_image_mode=True,
-            max_num_faces=_MAX_FACES,
+            max_num_faces=MAX_FACES,
             refine_landmarks=True,  # adds the 10 iris points: the 478-point topology of the .task model
             min_detection_confidence=_MIN_CONFIDENCE,
         ) as mesh:
@@ -100,11 +109,16 @@ def choose_face(faces: list[np.ndarray], multiple_faces: str = "error", name: st
             "filling about half of the frame"
         )
     if len(faces) > 1 and multiple_faces == "error":
-        raise InputError(
-            f"more than one face was found in {name}; Hallo animates one face. Crop the image to one "
-            "person, or set multiple_faces='largest' to animate the largest face"
-        )
+        count = f"at least {len(faces)}" if len(faces) >= MAX_FACES else str(len(faces))
+        raise several_faces_error(f"found {count} faces in {name}")
     return max(faces, key=_area)
+
+
+def several_faces_error(found: str) -> InputError:
+    return InputError(
+        f"{found}; Hallo animates one face. Crop the image to one person, or set multiple_faces='largest' "
+        "to animate the largest face"
+    )
 
 
 def check_multiple_faces_option(multiple_faces: str) -> None:

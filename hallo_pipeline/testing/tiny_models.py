@@ -77,18 +77,33 @@ def write_tiny_vae(folder: Path, seed: int) -> Path:
     return folder
 
 
-def make_tiny_models(root: str | Path, seed: int = 0, hallo2: bool = True) -> Path:
+def make_tiny_models(
+    root: str | Path,
+    seed: int = 0,
+    hallo2: bool = True,
+    *,
+    face_landmarker: bool = True,
+    mediapipe_wheel: str | Path | None = None,
+    download: bool = True,
+) -> Path:
     """Write a model folder laid out like fudan-generative-ai/hallo (+ hallo2/net.pth).
 
-    No mediapipe `.task` file (it cannot be made offline): landmarks fall back to the legacy
-    face mesh of mediapipe <= 0.10.21. The vocal separator is an identity MDX-Net stand-in.
+    The face landmark model is a real one: a Face Landmarker `.task` assembled from the face models
+    of the mediapipe 0.10.21 wheel (`tiny_face_landmarker`), taken from `mediapipe_wheel`, an installed
+    mediapipe 0.10.21, or (when `download`) fetched with `pip download`; without it
+    (`face_landmarker=False`) landmarks need the legacy face mesh of mediapipe <= 0.10.21. The vocal
+    separator is an identity MDX-Net stand-in.
     """
     from ..audio.separation import KNOWN_MODELS
+    from ..face.landmarks import TASK_FILE
+    from .tiny_face_landmarker import write_face_landmarker
     from .tiny_face_models import write_tiny_face_models
     from .tiny_separator import write_mdx_model
     from .tiny_wav2vec2 import write_tiny_wav2vec2
 
     root = Path(root)
+    if face_landmarker:  # first: the one part that may need the network, so a failure leaves little behind
+        write_face_landmarker(root / TASK_FILE, wheel=mediapipe_wheel, download=download)
     write_tiny_net(root / "hallo", seed)
     if hallo2:
         write_tiny_net(root / "hallo2", seed + 1)

@@ -91,11 +91,17 @@ def test_attention_flash_on_the_cpu_says_what_to_use(tiny_model_folder, tmp_path
 
 
 def test_make_tiny_models_and_help(tmp_path) -> None:
+    from tests.conftest import mediapipe_face_models_or_skip
+
+    mediapipe_face_models_or_skip()
     assert main(["make-tiny-models", str(tmp_path / "m")]) == 0
     for part in ("hallo/net.pth", "hallo/config.json", "hallo2/net.pth", "sd-vae-ft-mse/config.json",
                  "wav2vec/wav2vec2-base-960h/config.json", "face_analysis/models/scrfd_10g_bnkps.onnx",
-                 "face_analysis/models/glintr100.onnx", "audio_separator/Kim_Vocal_2.onnx"):
+                 "face_analysis/models/glintr100.onnx", "face_analysis/models/face_landmarker_v2_with_blendshapes.task",
+                 "audio_separator/Kim_Vocal_2.onnx"):
         assert (tmp_path / "m" / part).is_file(), part
+    assert main(["make-tiny-models", str(tmp_path / "n"), "--no-face-landmarker"]) == 0
+    assert not (tmp_path / "n" / "face_analysis/models/face_landmarker_v2_with_blendshapes.task").exists()
     out = subprocess.run([sys.executable, "-m", "hallo_pipeline", "animate", "--help"], cwd=REPO,
                          capture_output=True, text=True, check=True).stdout
     for option in ("--steps", "--cfg", "--seed", "--pose-weight", "--face-weight", "--lip-weight", "--size",

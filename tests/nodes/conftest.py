@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import make_tiny_models_or_skip
 from tests.nodes.comfy_env import comfy_env
 
 
@@ -19,9 +20,7 @@ def comfy(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> Path:
     """A complete tiny model folder (`make-tiny-models`): Hallo + Hallo2 nets, VAE, wav2vec2, face models."""
-    from hallo_pipeline.testing.tiny_models import make_tiny_models
-
-    return make_tiny_models(tmp_path_factory.mktemp("tiny_full") / "hallo")
+    return make_tiny_models_or_skip(tmp_path_factory.mktemp("tiny_full") / "hallo")
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import SHARED
+from tests.conftest import parity_dir
 from tests.nodes.comfy_env import comfy_env
 
-INPUTS = SHARED / "parity" / "inputs"
+INPUTS = parity_dir() / "inputs"
 SIZE = 128
 
 
@@ -94,8 +94,8 @@ def test_no_identity_face_stops_unless_allowed(tmp_path, tiny_models, portrait) 
     from hallo_pipeline.testing.tiny_face_models import write_tiny_face_models
 
     models = tmp_path / "models"
-    shutil.copytree(tiny_models, models / "hallo", ignore=shutil.ignore_patterns("face_analysis", "hallo2"))
-    write_tiny_face_models(models / "hallo" / "face_analysis" / "models")
+    shutil.copytree(tiny_models, models / "hallo", ignore=shutil.ignore_patterns("hallo2"))
+    write_tiny_face_models(models / "hallo" / "face_analysis" / "models")  # replaces the fixed-face detector
     with comfy_env(models) as env:
         nodes = env.nodes()
         pipe = nodes["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto", attention="auto").args[0]

@@ -1,7 +1,8 @@
 """Parity case `masks`: boxes, blurred region maps, token masks and FaceLocator input (exact).
 
 Everything is computed from the case's stored landmarks, except the end-to-end test, which runs
-mediapipe's built-in face mesh on the source image (the landmarks' origin, see the fixture README).
+mediapipe on the source image: its built-in face mesh (the landmarks' origin, see the fixture README)
+and the same model through the Tasks API (the tiny model folder's .task).
 """
 
 from __future__ import annotations
@@ -113,16 +114,25 @@ def test_masks_levels_match_working_size(parity_path) -> None:
     assert [_working_size() // d for d in LEVEL_DIVISORS] == CASE.settings["levels"]
 
 
-def test_masks_end_to_end_face_mesh(parity_path) -> None:
-    """Real mediapipe (built-in face mesh) on the source image gives the release's boxes."""
+@pytest.mark.parametrize("backend", ["face_mesh", "tasks"])
+def test_masks_end_to_end_landmarks(request, parity_path, tmp_path, backend: str) -> None:
+    """Real mediapipe on the source image gives the release's boxes: the built-in face mesh (where this
+    mediapipe still has it) and the tiny model folder's Face Landmarker .task (any mediapipe)."""
     _require_case()
-    pytest.importorskip("mediapipe")
+    mp = pytest.importorskip("mediapipe")
     from hallo_pipeline.face.images import to_rgb_uint8
-    from hallo_pipeline.face.landmarks import LandmarkDetector, choose_face
+    from hallo_pipeline.face.landmarks import TASK_FILE, LandmarkDetector, choose_face
     from hallo_pipeline.face.masks import region_maps
 
-    detector = LandmarkDetector(models_dir=None)
-    assert detector.backend == "face_mesh"
+    if backend == "face_mesh":
+        if not hasattr(getattr(mp, "solutions", None), "face_mesh"):
+            pytest.skip(f"mediapipe {mp.__version__} has no built-in face mesh (it went after 0.10.21)")
+        detector = LandmarkDetector(models_dir=None)
+    else:
+        (tmp_path / TASK_FILE).parent.mkdir(parents=True)
+        (tmp_path / TASK_FILE).write_bytes(request.getfixturevalue("face_landmarker_task").read_bytes())
+        detector = LandmarkDetector(models_dir=tmp_path)
+    assert detector.backend == backend
     rgb = to_rgb_uint8(parity_path / SOURCE_IMAGE_DEFAULT)
     assert (rgb.shape[1], rgb.shape[0]) == _source_size()
     landmarks = choose_face(detector.detect(rgb))

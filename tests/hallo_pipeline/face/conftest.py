@@ -37,6 +37,19 @@ def tiny_models_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def analysis_models_dir(tmp_path_factory, tiny_models_dir, face_landmarker_task) -> Path:
+    """The stand-in detector and recogniser plus the tiny folder's Face Landmarker .task."""
+    import shutil
+
+    from hallo_pipeline.face.landmarks import TASK_FILE
+
+    root = tmp_path_factory.mktemp("analysis_models")
+    shutil.copytree(tiny_models_dir / "face_analysis", root / "face_analysis")
+    shutil.copyfile(face_landmarker_task, root / TASK_FILE)
+    return root
+
+
+@pytest.fixture(scope="session")
 def identity_encoder(tiny_models_dir):
     from hallo_pipeline.face.identity import IdentityEncoder
 

@@ -1,4 +1,4 @@
-"""`analyze_face`, the pipeline's entry point: real mediapipe + insightface over stand-in models."""
+"""`analyze_face`, the pipeline's entry point: real mediapipe (the tiny folder's .task) + insightface over stand-ins."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ def portrait_with_marker(portrait) -> np.ndarray:
 
 
 @pytest.mark.parametrize("image_size", [128, 256])
-def test_analysis_is_consistent(portrait_with_marker, tiny_models_dir, image_size: int) -> None:
-    analysis = analyze_face(portrait_with_marker, tiny_models_dir, image_size=image_size)
+def test_analysis_is_consistent(portrait_with_marker, analysis_models_dir, image_size: int) -> None:
+    analysis = analyze_face(portrait_with_marker, analysis_models_dir, image_size=image_size)
     s = image_size
     assert analysis.reference_image.shape == (3, s, s) and analysis.reference_image.dtype == torch.float32
     assert -1 <= float(analysis.reference_image.min()) and float(analysis.reference_image.max()) <= 1
@@ -41,17 +41,17 @@ def test_analysis_is_consistent(portrait_with_marker, tiny_models_dir, image_siz
     assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
 
 
-def test_non_square_rgba_image(portrait_with_marker, tiny_models_dir) -> None:
+def test_non_square_rgba_image(portrait_with_marker, analysis_models_dir) -> None:
     """A non-square RGBA portrait: converted, masks computed at its own size, reference stretched."""
     tall = portrait_with_marker[:, 60:460]  # 512 x 400
     rgba = np.dstack([tall, np.full(tall.shape[:2], 255, np.uint8)])
-    analysis = FaceAnalyzer(tiny_models_dir).analyze(rgba, image_size=128)
+    analysis = FaceAnalyzer(analysis_models_dir).analyze(rgba, image_size=128)
     assert analysis.maps.face_mask.shape == tall.shape[:2]
     assert analysis.reference_image.shape == (3, 128, 128)
 
 
-def test_given_landmarks_skip_mediapipe(portrait_with_marker, tiny_models_dir) -> None:
-    analyzer = FaceAnalyzer(tiny_models_dir)
+def test_given_landmarks_skip_mediapipe(portrait_with_marker, analysis_models_dir) -> None:
+    analyzer = FaceAnalyzer(analysis_models_dir)
     found = analyzer.analyze(portrait_with_marker, image_size=128)
     shifted = found.landmarks + [5.0, 0.0]
     again = analyzer.analyze(portrait_with_marker, image_size=128, landmarks=shifted)
@@ -60,8 +60,8 @@ def test_given_landmarks_skip_mediapipe(portrait_with_marker, tiny_models_dir) -
         analyzer.analyze(portrait_with_marker, image_size=128, landmarks=shifted[:10])
 
 
-def test_options_are_checked(portrait_with_marker, tiny_models_dir) -> None:
-    analyzer = FaceAnalyzer(tiny_models_dir)
+def test_options_are_checked(portrait_with_marker, analysis_models_dir) -> None:
+    analyzer = FaceAnalyzer(analysis_models_dir)
     with pytest.raises(InputError, match="image_size 500"):
         analyzer.analyze(portrait_with_marker, image_size=500)
     with pytest.raises(InputError, match="multiple_faces='all' is unknown"):
@@ -70,9 +70,95 @@ def test_options_are_checked(portrait_with_marker, tiny_models_dir) -> None:
         analyzer.analyze(portrait_with_marker, face_expand_ratio=0)
 
 
-def test_missing_identity_is_an_error_unless_allowed(portrait, tiny_models_dir) -> None:
-    analyzer = FaceAnalyzer(tiny_models_dir)
+def test_missing_identity_is_an_error_unless_allowed(portrait, analysis_models_dir) -> None:
+    analyzer = FaceAnalyzer(analysis_models_dir)
     with pytest.raises(InputError, match="found no face"):
         analyzer.analyze(portrait, image_size=128)  # no marker: the stand-in recogniser sees nothing
     analysis = analyzer.analyze(portrait, image_size=128, allow_missing_identity=True)
     assert not analysis.embedding.any()
+
+
+# The face box (x0, y0, x1, y1) of the portrait's face-oval landmarks: where a face detector puts it.
+PORTRAIT_FACE_BOX = (179.0, 71.0, 271.0, 177.0)
+
+
+def _scaled_box(scale: float, dx: float, dy: float) -> list[float]:
+    x0, y0, x1, y1 = PORTRAIT_FACE_BOX
+    return [x0 * scale + dx, y0 * scale + dy, x1 * scale + dx, y1 * scale + dy]
+
+
+def _resized(portrait: np.ndarray, side: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(portrait).resize((side, side), Image.BILINEAR))
+
+
+@pytest.fixture(scope="module")
+def pair(portrait) -> tuple[np.ndarray, list[list[float]]]:
+    """Two people side by side (the left one at 75 %) and where a face detector finds their faces.
+
+    In the whole 1024x512 photo mediapipe's face detector (which looks at a 128x128 copy) sees no face."""
+    canvas = np.full((512, 1024, 3), 128, np.uint8)
+    canvas[64:448, 40:424] = _resized(portrait, 384)
+    canvas[:, 512:] = portrait
+    return canvas, [_scaled_box(0.75, 40, 64), _scaled_box(1.0, 512, 0)]
+
+
+@pytest.fixture(scope="module")
+def group(portrait) -> tuple[np.ndarray, list[list[float]]]:
+    """A group photo: six people in two rows (768x512), each face about 50 pixels wide."""
+    canvas = np.zeros((512, 768, 3), np.uint8)
+    boxes = []
+    for row in range(2):
+        for col in range(3):
+            canvas[row * 256 : (row + 1) * 256, col * 256 : (col + 1) * 256] = _resized(portrait, 256)
+            boxes.append(_scaled_box(0.5, col * 256, row * 256))
+    return canvas, boxes
+
+
+def _detector_finds(monkeypatch, analyzer: FaceAnalyzer, boxes) -> None:
+    """The stand-in detector only sees green squares; make it report the real faces, as SCRFD would."""
+    monkeypatch.setattr(analyzer.identity_encoder, "face_boxes", lambda rgb: np.asarray(boxes, dtype=np.float64))
+
+
+@pytest.mark.parametrize("photo, count", [("pair", 2), ("group", 6)])
+def test_several_small_faces_are_counted_and_the_option_named(request, monkeypatch, analysis_models_dir, photo, count):
+    image, boxes = request.getfixturevalue(photo)
+    analyzer = FaceAnalyzer(analysis_models_dir)
+    _detector_finds(monkeypatch, analyzer, boxes)
+    with pytest.raises(InputError, match=rf"found {count} faces in image.*multiple_faces='largest'"):
+        analyzer.analyze(image, image_size=128)
+
+
+def test_largest_of_several_small_faces_gets_landmarks(monkeypatch, pair, portrait, analysis_models_dir) -> None:
+    image, boxes = pair
+    analyzer = FaceAnalyzer(analysis_models_dir)
+    _detector_finds(monkeypatch, analyzer, boxes)
+    analysis = analyzer.analyze(image, image_size=128, multiple_faces="largest", allow_missing_identity=True)
+    # The right-hand person is the full-size portrait: its landmarks, shifted by 512 pixels.
+    alone = analyzer.analyze(portrait, image_size=128, allow_missing_identity=True)
+    assert np.median(np.abs(analysis.landmarks - (alone.landmarks + [512, 0]))) < 2.0
+
+
+def test_no_face_for_either_model_says_so(analysis_models_dir) -> None:
+    blank = np.full((256, 256, 3), 200, np.uint8)
+    with pytest.raises(InputError, match=r"no face was found in image \(neither the landmark model nor the face det"):
+        FaceAnalyzer(analysis_models_dir).analyze(blank, image_size=128)
+
+
+def test_detector_face_without_landmarks_is_explained(monkeypatch, analysis_models_dir) -> None:
+    blank = np.full((256, 256, 3), 200, np.uint8)
+    analyzer = FaceAnalyzer(analysis_models_dir)
+    _detector_finds(monkeypatch, analyzer, [[80, 80, 160, 170]])
+    with pytest.raises(InputError, match=r"no face was found in image: the face detector saw 1 face \(box 80,80-160"):
+        analyzer.analyze(blank, image_size=128)
+
+
+def test_analysis_shows_no_third_party_future_warnings(portrait_with_marker, analysis_models_dir) -> None:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        analysis = FaceAnalyzer(analysis_models_dir).analyze(portrait_with_marker, image_size=128)
+    assert analysis.embedding.abs().sum() > 0, "the identity model ran (where insightface used to warn)"
+    assert [str(w.message) for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))] == []

@@ -63,3 +63,37 @@ def test_missing_or_incomplete_model_folder(tmp_path, tiny_models_dir) -> None:
     )
     with pytest.raises(CheckpointError, match=f"no face detector.*{DETECTOR_FILE}"):
         IdentityEncoder(only_recogniser)
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "truncated", "empty"])
+@pytest.mark.parametrize("name", [DETECTOR_FILE, RECOGNISER_FILE])
+def test_damaged_model_file_is_named(tmp_path, tiny_models_dir, name: str, damage: str) -> None:
+    folder = tmp_path / "face_analysis" / "models"
+    folder.mkdir(parents=True)
+    for file in (DETECTOR_FILE, RECOGNISER_FILE):
+        (folder / file).write_bytes((tiny_models_dir / "face_analysis" / "models" / file).read_bytes())
+    good = (folder / name).read_bytes()
+    damaged = {
+        "random bytes": np.random.default_rng(0).integers(0, 256, len(good), dtype=np.uint8).tobytes(),
+        "truncated": good[: len(good) // 2],
+        "empty": b"",
+    }[damage]
+    (folder / name).write_bytes(damaged)
+    with pytest.raises(CheckpointError, match=rf"face model file '[^']*{name}' is damaged.*download it again") as info:
+        IdentityEncoder(tmp_path)
+    assert "python -m hallo_pipeline download" in str(info.value)
+
+
+def test_no_future_warning_reaches_the_user(identity_encoder) -> None:
+    """insightface's alignment calls a deprecated scikit-image API; that is not the user's business."""
+    import warnings
+
+    image = draw_face(BACKGROUND, 100, 120, 70)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert identity_encoder.embedding(image).any()
+        assert len(identity_encoder.face_boxes(image)) == 1
+    assert [str(w.message) for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))] == []
+    # Only around insightface's calls: the caller's own filters are as they were.
+    with pytest.warns(FutureWarning):
+        warnings.warn("the caller's own warning", FutureWarning)

@@ -95,3 +95,50 @@ def test_reference_tensor_is_square_in_minus_one_one(rgb) -> None:
     assert torch.equal(
         reference_tensor(square, 64), (torch.from_numpy(square).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
     )
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """The start of an RGB PNG claiming `width` x `height` pixels: enough for PIL to read the size."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+
+
+def test_huge_image_file_is_refused_before_decoding(tmp_path) -> None:
+    """15000x15000 (225 megapixels): PIL would stop with DecompressionBombError; we say what to do."""
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_header(15000, 15000))
+    with pytest.raises(InputError, match=r"image file '[^']*huge\.png' has 225\.0 megapixels.*limit.*scale it down"):
+        to_rgb_uint8(path)
+
+
+@pytest.mark.parametrize("kind", ["file", "pil", "array", "tensor"])
+def test_image_over_the_pixel_limit_is_refused_with_its_size(tmp_path, monkeypatch, rgb, kind) -> None:
+    from hallo_pipeline.face import images
+
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 100 * 100)  # rgb is 128x96
+    image = {"pil": Image.fromarray(rgb), "array": rgb, "tensor": torch.from_numpy(rgb).float() / 255}.get(kind)
+    if kind == "file":
+        image = tmp_path / "big.png"
+        Image.fromarray(rgb).save(image)
+    message = r"is 128x96 pixels \(0\.0 megapixels\), more than the limit of 0\.0 megapixels.*scale it down"
+    with pytest.raises(InputError, match=message):
+        to_rgb_uint8(image, name="image")
+
+
+def test_image_between_pil_warning_and_our_limit_reads_without_warning(tmp_path, monkeypatch, rgb) -> None:
+    """PIL warns (DecompressionBombWarning) above its own limit; below ours the image is simply read."""
+    import warnings
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 50)  # PIL warns above 5000 and refuses above 10000 pixels
+    path = tmp_path / "p.png"
+    Image.fromarray(rgb[:96, :96]).save(path)  # 9216 pixels: PIL would warn
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert np.array_equal(to_rgb_uint8(path), rgb[:96, :96])
+    assert [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)] == []

@@ -1,9 +1,9 @@
-"""Landmarks with real mediapipe: the built-in face mesh offline, the Tasks API when a .task file exists."""
+"""Landmarks with real mediapipe: the Tasks API with the tiny folder's .task, and the built-in face mesh
+where this mediapipe still has it (<= 0.10.21)."""
 
 from __future__ import annotations
 
-import zipfile
-from pathlib import Path
+import shutil
 
 import numpy as np
 import pytest
@@ -15,9 +15,20 @@ from hallo_pipeline.face.landmarks import NUM_LANDMARKS, TASK_FILE, LandmarkDete
 mp = pytest.importorskip("mediapipe")
 
 
-@pytest.fixture(scope="module")
-def detector() -> LandmarkDetector:
-    return LandmarkDetector(models_dir=None)
+def has_face_mesh() -> bool:
+    return hasattr(getattr(mp, "solutions", None), "face_mesh")
+
+
+@pytest.fixture(scope="module", params=["tasks", "face_mesh"])
+def detector(request, tmp_path_factory) -> LandmarkDetector:
+    if request.param == "face_mesh":
+        if not has_face_mesh():
+            pytest.skip(f"mediapipe {mp.__version__} has no built-in face mesh (it went after 0.10.21)")
+        return LandmarkDetector(models_dir=None)
+    root = tmp_path_factory.mktemp("landmarker")
+    (root / TASK_FILE).parent.mkdir(parents=True)
+    shutil.copyfile(request.getfixturevalue("face_landmarker_task"), root / TASK_FILE)
+    return LandmarkDetector(models_dir=root)
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +36,8 @@ def portrait_landmarks(detector, portrait) -> np.ndarray:
     return choose_face(detector.detect(portrait))
 
 
-def test_one_face_in_pixels(detector, portrait, portrait_landmarks) -> None:
-    assert detector.backend == "face_mesh"
+def test_one_face_in_pixels(request, detector, portrait, portrait_landmarks) -> None:
+    assert detector.backend == request.node.callspec.params["detector"]
     assert portrait_landmarks.shape == (NUM_LANDMARKS, 2) and portrait_landmarks.dtype == np.float64
     height, width = portrait.shape[:2]
     assert (
@@ -72,7 +83,7 @@ def test_two_faces_need_an_option(detector, portrait) -> None:
     canvas = two_faces(portrait)
     faces = detector.detect(canvas)
     assert len(faces) == 2
-    with pytest.raises(InputError, match="more than one face.*multiple_faces='largest'"):
+    with pytest.raises(InputError, match="found 2 faces in image.*multiple_faces='largest'"):
         choose_face(faces)
     chosen = choose_face(faces, "largest")
     assert chosen[:, 0].max() < canvas.shape[1] // 2, "the larger face is the one on the left"
@@ -83,21 +94,28 @@ def test_unknown_option_is_an_error() -> None:
         choose_face([np.zeros((NUM_LANDMARKS, 2))], "biggest")
 
 
-def test_tasks_api_is_used_when_the_task_file_exists(tmp_path, portrait) -> None:
-    """Plumbing only: the official .task model cannot be had offline, so this bundle packs the
-    wheel's own detector and 468-point mesh model; its points are not meaningful, their count and
-    pixel scaling are."""
-    modules = Path(mp.__file__).parent / "modules"
+def test_tasks_api_is_used_when_the_task_file_exists(tmp_path, face_landmarker_task) -> None:
     task = tmp_path / TASK_FILE
     task.parent.mkdir(parents=True)
-    with zipfile.ZipFile(task, "w") as bundle:
-        bundle.write(modules / "face_detection" / "face_detection_short_range.tflite", "face_detector.tflite")
-        bundle.write(modules / "face_landmark" / "face_landmark.tflite", "face_landmarks_detector.tflite")
+    shutil.copyfile(face_landmarker_task, task)
     detector = LandmarkDetector(models_dir=tmp_path)
     assert detector.backend == "tasks" and detector.task_file == task
-    faces = detector.detect(portrait)
-    assert len(faces) == 1 and faces[0].shape == (NUM_LANDMARKS, 2) and faces[0].dtype == np.float64
     assert LandmarkDetector(models_dir=tmp_path / "elsewhere").backend == "face_mesh"
+
+
+def test_tiny_task_gives_the_face_mesh_landmarks(request, detector, portrait_landmarks) -> None:
+    """The tiny folder's .task is the legacy refined face mesh through the Tasks API: on the parity
+    portrait both give the landmarks stored with the fixtures (mediapipe's face mesh) to a few
+    thousandths of a pixel, iris points included."""
+    from tests.conftest import parity_dir
+
+    path = parity_dir() / "inputs" / "landmarks.safetensors"
+    if not path.is_file():
+        pytest.skip(f"{path} not found (set HALLO_PARITY_DIR to the fixture folder)")
+    from safetensors.numpy import load_file
+
+    stored = load_file(str(path))["landmarks"]
+    assert np.abs(portrait_landmarks - stored).max() < 0.02, request.node.callspec.params["detector"]
 
 
 def test_mediapipe_without_face_mesh_and_no_task_file_names_both_fixes(monkeypatch, tmp_path) -> None:
@@ -109,4 +127,16 @@ def test_mediapipe_without_face_mesh_and_no_task_file_names_both_fixes(monkeypat
 
     monkeypatch.delattr(mediapipe, "solutions", raising=False)
     with pytest.raises(CheckpointError, match=r"face_landmarker_v2_with_blendshapes\.task.*hallo_pipeline download.*mediapipe==0\.10\.21"):
+        LandmarkDetector(tmp_path).detect(np.zeros((64, 64, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip archive", b"PK\x03\x04 a cut-off zip"])
+def test_damaged_task_file_is_named(tmp_path, content: bytes) -> None:
+    from hallo_pipeline.errors import CheckpointError
+
+    task = tmp_path / TASK_FILE
+    task.parent.mkdir(parents=True)
+    task.write_bytes(content)
+    message = rf"face landmark model '[^']*{TASK_FILE.name}' could not be loaded.*download it again"
+    with pytest.raises(CheckpointError, match=message):
         LandmarkDetector(tmp_path).detect(np.zeros((64, 64, 3), dtype=np.uint8))
