@@ -29,9 +29,14 @@ def test_tiny_cpu_benchmark_writes_json_and_markdown(tmp_path) -> None:
     assert "| baseline |" in (tmp_path / "t.md").read_text() and "fp32, attention auto," in (tmp_path / "t.md").read_text()
 
 
-def test_an_attention_kernel_that_cannot_run_stops_before_any_timing(tmp_path, capsys) -> None:
+def test_an_attention_kernel_that_cannot_run_stops_before_any_timing(tmp_path, capsys, monkeypatch) -> None:
+    from benchmarks import run
     from benchmarks.run import main
 
+    def build(*args, **kwargs):
+        raise AssertionError("the models were built (and would be timed) before the attention kernel was checked")
+
+    monkeypatch.setattr(run, "build", build)
     with pytest.raises(SystemExit) as exit_info:
         main(["--config", "tiny", "--device", "cpu", "--attention", "sage", "--out", str(tmp_path)])
     assert exit_info.value.code == 2

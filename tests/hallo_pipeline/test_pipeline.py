@@ -65,14 +65,16 @@ def test_segments_equal_the_uninterrupted_run(pipeline, reference, audio) -> Non
 
 
 def test_cancel_leaves_no_file(pipeline, portrait_path, tmp_path) -> None:
+    # The encoder holds back its first frames (about 40 with x264's lookahead), so the partial file
+    # appears only some clips in: cancel as soon as it is on disk, well before the end of the audio.
     calls = []
     out = tmp_path / "out.mp4"
     with pytest.raises(Cancelled):
         pipeline.animate(
-            portrait_path, (_speech(0.9), 16000), out, pipeline.settings(steps=2, clip_length=CLIP),
-            image_size=SIZE, progress=calls.append, should_cancel=lambda: len(calls) >= 3,
+            portrait_path, (_speech(10.0), 16000), out, pipeline.settings(steps=1, clip_length=CLIP),
+            image_size=64, progress=calls.append, should_cancel=lambda: any(tmp_path.iterdir()),
         )
-    assert len(calls) == 3
+    assert 0 < calls[-1].done < calls[-1].total  # stopped mid-run, with the partial file written
     assert list(tmp_path.iterdir()) == []
 
 

@@ -73,6 +73,9 @@ def test_reference_is_encoded_once_and_reused_by_every_run(run, pipeline) -> Non
     again = _sample(run, pipeline, reference, audio)
     assert reference.image_rows is rows  # the cached output keeps the same rows across clips and runs
     assert first.frames.shape == (FRAMES, 3, SIZE, SIZE) and torch.equal(first.frames, again.frames)
+    # the sampler takes the portrait's rows from the reference instead of running the ReferenceNet again
+    reference.image_rows = [torch.zeros_like(r) for r in rows]
+    assert not torch.allclose(_sample(run, pipeline, reference, audio).frames, first.frames, atol=1e-3), "rows unused"
 
 
 def test_segments_continue_seamlessly_and_stitch_with_audio(run, pipeline) -> None:

@@ -50,10 +50,15 @@ def test_non_square_rgba_image(portrait_with_marker, analysis_models_dir) -> Non
     assert analysis.reference_image.shape == (3, 128, 128)
 
 
-def test_given_landmarks_skip_mediapipe(portrait_with_marker, analysis_models_dir) -> None:
+def test_given_landmarks_skip_mediapipe(monkeypatch, portrait_with_marker, analysis_models_dir) -> None:
     analyzer = FaceAnalyzer(analysis_models_dir)
     found = analyzer.analyze(portrait_with_marker, image_size=128)
     shifted = found.landmarks + [5.0, 0.0]
+
+    def no_mediapipe(*args, **kwargs):
+        raise AssertionError("mediapipe ran although landmarks were given")
+
+    monkeypatch.setattr(analyzer, "find_landmarks", no_mediapipe)
     again = analyzer.analyze(portrait_with_marker, image_size=128, landmarks=shifted)
     assert np.array_equal(again.landmarks, shifted)
     with pytest.raises(InputError, match=r"landmarks must be a finite \(478, 2\)"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -120,6 +122,9 @@ def test_cached_reference_rows_match_the_release_order(parts) -> None:
         torch.testing.assert_close(a.tokens.tokens.float(), b.tokens.tokens.float(), rtol=2e-3, atol=2e-3)
         torch.testing.assert_close(a.motion.float(), b.motion.float(), rtol=2e-3, atol=2e-3)
         assert torch.equal(a.tokens.index, b.tokens.index)
-    cached = next(ClipSampler(net, codec, _settings(cache_reference=True)).run(inputs))[0]
-    uncached = next(ClipSampler(net, codec, _settings(cache_reference=False)).run(inputs))[0]
+    # each run on its own copy without rows, so the cached one must compute and keep them itself
+    cached_inputs, uncached_inputs = (dataclasses.replace(inputs, image_rows=None) for _ in range(2))
+    cached = next(ClipSampler(net, codec, _settings(cache_reference=True)).run(cached_inputs))[0]
+    uncached = next(ClipSampler(net, codec, _settings(cache_reference=False)).run(uncached_inputs))[0]
+    assert cached_inputs.image_rows is not None and uncached_inputs.image_rows is None
     torch.testing.assert_close(cached, uncached, rtol=0, atol=2e-3)

@@ -7,6 +7,7 @@ Whether mediapipe reads it and what landmarks it gives is tested with the landma
 from __future__ import annotations
 
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +26,12 @@ def test_bundle_members_and_notice(face_landmarker_task) -> None:
     assert detector == tfl.face_models()[0], "the detector is mediapipe's, unchanged"
 
 
-def test_bundle_is_reproducible(face_landmarker_task) -> None:
+def test_bundle_is_reproducible(face_landmarker_task, monkeypatch) -> None:
+    import time
+
+    # Made "on another day" than the fixture's bundle: no date or time may reach the bytes.
+    another_day = time.time() + 400 * 24 * 3600
+    monkeypatch.setattr(time, "time", lambda: another_day)
     assert tfl.face_landmarker_bundle() == face_landmarker_task.read_bytes()
 
 
@@ -99,3 +105,13 @@ def test_written_atomically(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(tfl, "face_landmarker_bundle", lambda wheel, download: b"PK bundle")
     path = tfl.write_face_landmarker(tmp_path / "models" / "x.task")
     assert path.read_bytes() == b"PK bundle" and sorted(p.name for p in path.parent.iterdir()) == ["x.task"]
+
+    def write_half_then_fail(self, data):  # a full disk or a killed process mid-write
+        with open(self, "wb") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", write_half_then_fail)
+    with pytest.raises(OSError, match="no space left"):
+        tfl.write_face_landmarker(tmp_path / "other" / "y.task")
+    assert not (tmp_path / "other" / "y.task").exists(), "a half-written bundle under the real name"
