@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .config import ATTENTION_OPTIONS
 from .errors import HalloError
+from .signals import Terminated, terminate_as_interrupt
 
 
 def _positive_int(text: str) -> int:
@@ -25,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("animate", help="portrait + speech -> mp4 with sound")
     a.add_argument("--image", required=True, type=Path, help="portrait (square works best, face 50-70%% of the frame)")
     a.add_argument("--audio", required=True, type=Path, help="speech: any format PyAV/FFmpeg reads (wav, mp3, m4a, ...)")
-    a.add_argument("--output", required=True, type=Path, help="mp4 to write (written under a temporary name first)")
+    a.add_argument("--output", required=True, type=Path,
+                   help="video to write: .mp4 (or .mov, .mkv), written under a temporary name first; "
+                   "checked before anything is loaded")
     a.add_argument("--models", type=Path, default=Path("models/hallo"), help="model folder in the official layout")
     a.add_argument("--steps", type=_positive_int, default=40, help="DDIM steps (default 40)")
     a.add_argument("--cfg", type=float, default=3.5, help="guidance scale (default 3.5)")
@@ -84,7 +87,12 @@ class _ProgressBar:
 def _animate(args: argparse.Namespace) -> int:
     from .config import RegionWeights
     from .pipeline import HalloPipeline
+    from .video import check_output_path
 
+    # First of all, before gigabytes of weights are read: a bad --output must not cost a run.
+    plan = check_output_path(args.output, {"image": args.image, "audio": args.audio})
+    if plan.replaces_existing:
+        print(f"note: {plan.path} exists; it will be replaced once the new video is complete", file=sys.stderr)
     pipeline = HalloPipeline.load(
         args.models, variant="hallo2" if args.hallo2 else "auto", device=args.device, dtype=args.dtype,
         low_vram=args.low_vram, attention=args.attention, compile=args.compile,
@@ -95,35 +103,44 @@ def _animate(args: argparse.Namespace) -> int:
         weights=RegionWeights(pose=args.pose_weight, face=args.face_weight, lip=args.lip_weight),
     )
     out = pipeline.animate(
-        args.image, args.audio, args.output, settings, image_size=args.size,
+        args.image, args.audio, plan.path, settings, image_size=args.size,
         face_expand_ratio=args.face_expand_ratio, separate_vocals=args.separate_vocals, progress=_ProgressBar(),
     )
     print(f"wrote {out}")
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "animate":
+        return _animate(args)
+    if args.command == "make-tiny-models":
+        from .testing.tiny_models import make_tiny_models
+
+        root = make_tiny_models(args.dir, seed=args.seed, face_landmarker=not args.no_face_landmarker,
+                                mediapipe_wheel=args.mediapipe_wheel)
+        print(f"wrote tiny model folder {root}")
+        return 0
+    if args.command == "download":
+        from .download import download
+
+        root = download(args.dir, hallo=True, hallo2=args.hallo2, vocal_separator=not args.no_vocal_separator)
+        print(f"model folder ready: {root}")
+        return 0
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "animate":
-            return _animate(args)
-        if args.command == "make-tiny-models":
-            from .testing.tiny_models import make_tiny_models
-
-            root = make_tiny_models(args.dir, seed=args.seed, face_landmarker=not args.no_face_landmarker,
-                                    mediapipe_wheel=args.mediapipe_wheel)
-            print(f"wrote tiny model folder {root}")
-            return 0
-        if args.command == "download":
-            from .download import download
-
-            root = download(args.dir, hallo=True, hallo2=args.hallo2, vocal_separator=not args.no_vocal_separator)
-            print(f"model folder ready: {root}")
-            return 0
+        # SIGTERM (kill, a scheduler, a container stop) unwinds like Ctrl-C, so partial files go.
+        with terminate_as_interrupt():
+            return _run(args)
     except HalloError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("\nterminated; no output was left behind", file=sys.stderr)
+        return 143  # 128 + SIGTERM, what a shell reports for a process the signal killed
     except KeyboardInterrupt:
         print("\ncancelled; no output was left behind", file=sys.stderr)
         return 130
-    return 1

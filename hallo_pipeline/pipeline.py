@@ -313,22 +313,27 @@ class HalloPipeline:
 
         `audio` is a file path or a (waveform, sample_rate) pair. Frames are streamed into the
         file as clips finish; the file appears under its name only once it is complete.
+        `output` is checked first (`video.check_output_path`): an output that is one of the input
+        files, a folder, not .mp4/.mov/.mkv or not writable fails before any model runs.
+        Returns the final path (absolute, `~` expanded).
         """
         from .audio.io import load_audio
-        from .video import VideoWriter
+        from .video import VideoWriter, check_output_path
 
+        inputs = {name: value for name, value in (("image", image), ("audio", audio)) if isinstance(value, (str, Path))}
+        output = check_output_path(output, inputs).path
         settings = settings or self.settings()
         waveform, sample_rate = load_audio(audio) if isinstance(audio, (str, Path)) else audio
         mode = "hallo2" if settings.motion_drop_rate > 0 else "hallo"
         face = self.analyze_face(image, image_size, face_expand_ratio, **(face_options or {}))
         features = self.encode_audio(waveform, sample_rate, settings.clip_length, separate_vocals, mode=mode)
         reference = self.prepare_reference(face)
-        with VideoWriter(output, fps=self.run.fps, audio=waveform, sample_rate=sample_rate) as writer:
+        with VideoWriter(output, fps=self.run.fps, audio=waveform, sample_rate=sample_rate, inputs=inputs) as writer:
             for frames, _, _ in self.iter_clips(
                 reference, features, settings, progress=progress, should_cancel=should_cancel
             ):
                 writer.write(frames)
-        return Path(output)
+        return output
 
 
 def stitch(segments: list[FrameSegment]) -> torch.Tensor:

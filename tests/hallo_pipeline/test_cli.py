@@ -117,3 +117,69 @@ def test_download_failure_says_what_to_do(tmp_path, monkeypatch, capsys) -> None
     assert rc == 2
     err = capsys.readouterr().err
     assert "could not download" in err and "fudan-generative-ai/hallo" in err and "run the same command again" in err
+
+
+def test_a_bad_output_stops_the_command_before_the_models_load(tmp_path, monkeypatch, capsys) -> None:
+    from hallo_pipeline.errors import InputError
+    from hallo_pipeline.pipeline import HalloPipeline
+
+    loads = []
+
+    def load(*args, **kwargs):
+        loads.append(args)
+        raise InputError("stop here")
+
+    monkeypatch.setattr(HalloPipeline, "load", load)
+    audio = _wav(tmp_path / "speech.wav", 0.3)
+    before = audio.read_bytes()
+    common = ["animate", "--image", str(tmp_path / "face.png"), "--audio", str(audio), "--output"]
+    assert main([*common, str(audio)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: output '{audio}' is the audio file '{audio}'; writing the video there would destroy the audio" in err
+    (tmp_path / "folder").mkdir()
+    assert main([*common, str(tmp_path / "folder")]) == 2
+    assert "is a folder; give a file name inside it" in capsys.readouterr().err
+    assert loads == [] and audio.read_bytes() == before
+
+    (tmp_path / "old.mp4").write_bytes(b"old")
+    assert main([*common, str(tmp_path / "old.mp4")]) == 2  # it gets as far as loading
+    assert f"note: {tmp_path / 'old.mp4'} exists; it will be replaced once the new video is complete" in (
+        capsys.readouterr().err)
+    assert len(loads) == 1 and (tmp_path / "old.mp4").read_bytes() == b"old"
+
+
+SIGTERM_SCRIPT = """
+import sys, time
+import torch
+from hallo_pipeline import cli
+from hallo_pipeline.video import VideoWriter
+
+def animate(args):  # a run that is writing its video when the signal comes
+    with VideoWriter(args.output) as writer:
+        writer.write(torch.rand(60, 3, 32, 32))  # more than x264 holds back, so the file exists
+        print("writing", flush=True)
+        time.sleep(120)
+    return 0
+
+cli._animate = animate
+sys.exit(cli.main(["animate", "--image", "x.png", "--audio", "x.wav", "--output", sys.argv[1]]))
+"""
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path) -> None:
+    import select
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-c", SIGTERM_SCRIPT, str(tmp_path / "out" / "video.mp4")], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready and proc.stdout.readline().strip() == "writing", proc.stderr.read()
+        assert next((tmp_path / "out").iterdir()).name.endswith(".partial")  # really mid-write
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert rc == 143
+    assert proc.stderr.read().strip() == "terminated; no output was left behind"
+    assert list((tmp_path / "out").iterdir()) == []

@@ -116,3 +116,24 @@ def test_load_sets_the_attention_kernel_and_compiles_on_request(tiny_model_folde
 def test_an_attention_kernel_that_cannot_run_here_stops_the_load(tiny_model_folder) -> None:
     with pytest.raises(InputError, match=r"attention 'sage' runs only on a CUDA GPU, but the device is cpu"):
         HalloPipeline.load(tiny_model_folder, device="cpu", attention="sage")
+
+
+def test_a_bad_output_fails_before_the_face_is_analysed(pipeline, portrait_path, tmp_path, monkeypatch) -> None:
+    def analyze_face(*args, **kwargs):
+        raise AssertionError("the output should have been checked before any model ran")
+
+    monkeypatch.setattr(pipeline, "analyze_face", analyze_face)
+    audio = tmp_path / "speech.wav"
+    audio.write_bytes(b"RIFF the only copy")
+    (tmp_path / "videos").mkdir()
+    settings = pipeline.settings(steps=1, clip_length=CLIP)
+    with pytest.raises(InputError, match=r"output '.*speech\.wav' is the audio file"):
+        pipeline.animate(portrait_path, str(audio), audio, settings, image_size=SIZE)
+    with pytest.raises(InputError, match=r"output '.*face\.png' is the image file"):
+        pipeline.animate(portrait_path, (_speech(0.3), 16000), portrait_path.parent / "x" / ".." / "face.png", settings)
+    with pytest.raises(InputError, match=r"output '.*videos' is a folder"):
+        pipeline.animate(portrait_path, str(audio), tmp_path / "videos", settings)
+    with pytest.raises(InputError, match=r"output '.*result\.gif' ends in '\.gif'.*use '.*result\.mp4'"):
+        pipeline.animate(portrait_path, str(audio), tmp_path / "result.gif", settings)
+    assert audio.read_bytes() == b"RIFF the only copy"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav", "videos"]
