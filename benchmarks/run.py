@@ -28,6 +28,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing  # noqa: E402
 
+from benchmarks.memory_estimate import FULL_VAE, build_meta_models, estimate_generation  # noqa: E402
 from hallo_pipeline.attention_backends import select_kernel  # noqa: E402
 from hallo_pipeline.config import ATTENTION_OPTIONS, NetConfig, RegionWeights  # noqa: E402
 from hallo_pipeline.devices import Placement, resolve_device, resolve_dtype  # noqa: E402
@@ -44,8 +45,6 @@ from hallo_pipeline.sampling.guided_step import (  # noqa: E402
 from hallo_pipeline.speedups import apply_speedups  # noqa: E402
 from hallo_pipeline.testing.tiny_models import random_init, tiny_net_config  # noqa: E402
 from hallo_pipeline.vae import MAX_DECODE_BATCH, LatentCodec  # noqa: E402
-
-from benchmarks.memory_estimate import FULL_VAE, build_meta_models, estimate_generation  # noqa: E402
 
 TINY_VAE = dict(block_out_channels=(16, 32, 32, 32), layers_per_block=1, norm_num_groups=8)
 

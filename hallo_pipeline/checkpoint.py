@@ -8,7 +8,6 @@ weights (tiny models) or default to the released model's values.
 
 from __future__ import annotations
 
-import json
 import pickle
 import re
 from pathlib import Path
@@ -101,7 +100,24 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         ) from exc
 
 
+# torch.save writes a zip archive; files from before PyTorch 1.6 are a bare pickle, which starts
+# with the PROTO opcode. Anything else cannot be a weights file, whatever its name.
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = 0x80
+
+
+def _damaged(path: Path, detail: str) -> CheckpointError:
+    return CheckpointError(
+        f"weights file {str(path)!r} is damaged or truncated, or not a weights file at all ({detail}); download it again"
+    )
+
+
 def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head == _ZIP_MAGIC or head[:1] == bytes([_PICKLE_PROTO])):
+        raise _damaged(path, f"it does not start like a PyTorch file: first bytes {head!r}")
+
     def load(mmap: bool):
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
 
@@ -113,18 +129,24 @@ def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
                 raise
             data = load(mmap=False)  # legacy (non-zip) torch.save format cannot be memory-mapped
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "Weights only load failed" in text or "Unsupported global" in text or "Unsupported operand" in text:
+        # The weights-only unpickler names the callable a pickle asks for ("Unsupported global");
+        # other complaints (unknown opcodes, a broken stack) come from damaged bytes.
+        if "unsupported global" in str(exc).lower():
             raise CheckpointError(
                 f"weights file {str(path)!r} is a pickle that needs to run code to load, so it was refused "
                 "(only plain tensors are loaded, for safety). Use the official net.pth or a .safetensors file"
             ) from exc
-        raise CheckpointError(f"weights file {str(path)!r} is damaged ({text}); download it again") from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"weights file {str(path)!r} is damaged or truncated ({exc}); download it again"
-        ) from exc
+        raise _damaged(path, _first_line(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - random bytes fail inside torch.load in many ways (IndexError, KeyError, ...)
+        raise _damaged(path, f"{type(exc).__name__}: {_first_line(exc)}") from exc
     return _flatten(data, path)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The line of an exception's text that says what went wrong (torch.load wraps it in advice)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    telling = [line for line in lines if line.lower().startswith(("unsupported", "trying to load"))]
+    return (telling or lines or [type(exc).__name__])[0][:200]
 
 
 def _flatten(data: object, path: Path) -> dict[str, torch.Tensor]:
@@ -290,6 +312,24 @@ def _check_keys(expected: Mapping[str, torch.Size], found: Mapping[str, torch.Te
             f"weights file {str(path)!r} does not match the Hallo network: {'; '.join(problems)}. "
             "The file is incomplete, from another model, or its config.json is wrong; " + _where_to_get()
         )
+
+
+def read_net_config(path: str | Path) -> NetConfig:
+    """The sizes of a net file without loading its values (safetensors: the header; a zip pickle:
+    memory-mapped), so the settings the weights limit are checked before any heavy work."""
+    path = Path(path)
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), "pt") as f:
+                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise _damaged(path, _first_line(exc)) from exc
+    else:
+        shapes = {k: tuple(v.shape) for k, v in read_state_dict(path).items()}
+    check_is_hallo(list(shapes), path)
+    return detect_config(shapes, read_sidecar_config(path))
 
 
 def load_net(

@@ -3,42 +3,77 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
-from .config import ATTENTION_OPTIONS
-from .errors import HalloError
+from .config import (
+    ATTENTION_OPTIONS,
+    CLIP_LENGTH,
+    FACE_EXPAND_RATIO,
+    GUIDANCE,
+    IMAGE_SIZE,
+    REGION_WEIGHT,
+    SEED,
+    STEPS,
+    Limit,
+)
+from .errors import HalloError, InputError
 from .signals import Terminated, terminate_as_interrupt
 
+log = logging.getLogger("hallo_pipeline")
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
-    return value
+
+def _option(limit: Limit, flag: str):
+    """An argparse type that checks the value against the setting's one range (config.py)."""
+
+    def parse(text: str):
+        try:
+            value = int(text) if limit.whole else float(text)
+        except ValueError:
+            kind = "a whole number" if limit.whole else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        try:
+            return limit.check(value, flag)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = limit.name  # argparse names the type in its messages
+    return parse
+
+
+def _range(limit: Limit) -> str:
+    return f"{limit.low:g}..{limit.high:g}, default {limit.default:g}"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hallo_pipeline", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="also show the libraries' warnings and debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("animate", help="portrait + speech -> mp4 with sound")
     a.add_argument("--image", required=True, type=Path, help="portrait (square works best, face 50-70%% of the frame)")
     a.add_argument("--audio", required=True, type=Path, help="speech: any format PyAV/FFmpeg reads (wav, mp3, m4a, ...)")
     a.add_argument("--output", required=True, type=Path,
-                   help="video to write: .mp4 (or .mov, .mkv), written under a temporary name first; "
-                   "checked before anything is loaded")
+                   help="the .mp4 to write (written under a temporary name first; must not be the image or the audio)")
     a.add_argument("--models", type=Path, default=Path("models/hallo"), help="model folder in the official layout")
-    a.add_argument("--steps", type=_positive_int, default=40, help="DDIM steps (default 40)")
-    a.add_argument("--cfg", type=float, default=3.5, help="guidance scale (default 3.5)")
-    a.add_argument("--seed", type=int, default=42, help="noise seed (default 42); same seed, same video on any device")
-    a.add_argument("--pose-weight", type=float, default=1.0, help="strength of the audio on head pose")
-    a.add_argument("--face-weight", type=float, default=1.0, help="strength of the audio on expression")
-    a.add_argument("--lip-weight", type=float, default=1.0, help="strength of the audio on the lips")
-    a.add_argument("--size", type=int, default=512, help="working resolution, a multiple of 64 (default 512)")
-    a.add_argument("--clip-length", type=_positive_int, default=16, help="frames per clip (default 16, as trained)")
-    a.add_argument("--face-expand-ratio", type=float, default=1.2, help="face box enlargement (default 1.2)")
+    a.add_argument("--steps", type=_option(STEPS, "--steps"), default=STEPS.default,
+                   help=f"DDIM steps ({_range(STEPS)})")
+    a.add_argument("--cfg", type=_option(GUIDANCE, "--cfg"), default=GUIDANCE.default,
+                   help=f"guidance scale ({_range(GUIDANCE)}); 1 or less: no guidance, half the work")
+    a.add_argument("--seed", type=_option(SEED, "--seed"), default=SEED.default,
+                   help="noise seed (0..2^64-1, default 42); same seed, same frames on any device")
+    for region, what in (("pose", "head pose"), ("face", "expression"), ("lip", "the lips")):
+        a.add_argument(f"--{region}-weight", type=_option(REGION_WEIGHT, f"--{region}-weight"), default=1.0,
+                       help=f"strength of the audio on {what} ({_range(REGION_WEIGHT)})")
+    a.add_argument("--size", type=_option(IMAGE_SIZE, "--size"), default=IMAGE_SIZE.default,
+                   help=f"working resolution, a multiple of 64 ({_range(IMAGE_SIZE)})")
+    a.add_argument("--clip-length", type=_option(CLIP_LENGTH, "--clip-length"), default=CLIP_LENGTH.default,
+                   help="frames per clip (default 16, as trained; at most 30 with the released weights)")
+    a.add_argument("--face-expand-ratio", type=_option(FACE_EXPAND_RATIO, "--face-expand-ratio"),
+                   default=FACE_EXPAND_RATIO.default, help=f"face box enlargement ({_range(FACE_EXPAND_RATIO)})")
     a.add_argument("--hallo2", action="store_true", help="long-video mode with hallo2/net.pth (60 s audio chunks, motion-frame drop)")
     a.add_argument("--separate-vocals", action="store_true", help="isolate the voice first (needs audio_separator/Kim_Vocal_2.onnx)")
     a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -50,14 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--compile", action="store_true",
                    help="torch.compile the denoising UNet; the first denoising step pays the compile time")
 
-    t = sub.add_parser("make-tiny-models", help="write a complete model folder with tiny random weights (for trying the pack without the real weights)")
-    t.add_argument("dir", type=Path)
+    t = sub.add_parser("make-tiny-models",
+                       help="write a complete model folder with tiny random weights (for trying the pack without the real weights)")
+    t.add_argument("dir", type=Path, help="a new folder of its own, e.g. models/hallo-tiny (never the folder of the real weights)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--mediapipe-wheel", type=Path, default=None,
                    help="a mediapipe 0.10.21 wheel file to take the face landmark models from (default: the installed "
                    "mediapipe if it has them, else `pip download mediapipe==0.10.21 --no-deps`, about 35 MB)")
     t.add_argument("--no-face-landmarker", action="store_true",
                    help="write no face landmarker .task (landmarks then need mediapipe==0.10.21's built-in face mesh)")
+    t.add_argument("--force", action="store_true", help="write even where the folder already holds model files")
 
     d = sub.add_parser("download", help="fetch the official files from Hugging Face into a model folder")
     d.add_argument("dir", type=Path, help="model folder, e.g. ComfyUI/models/hallo")
@@ -85,56 +122,83 @@ class _ProgressBar:
 
 
 def _animate(args: argparse.Namespace) -> int:
+    """Check everything that can be checked cheaply, say what is used, then load and run."""
+    from .checkpoint import read_net_config
     from .config import RegionWeights
-    from .pipeline import HalloPipeline
-    from .video import check_output_path
+    from .devices import resolve_device, resolve_dtype
+    from .model_files import locate
+    from .pipeline import HalloPipeline, check_animate_inputs, required_parts, sampler_settings
+    from .sampling.clip_loop import check_clip_length
 
-    # First of all, before gigabytes of weights are read: a bad --output must not cost a run.
-    plan = check_output_path(args.output, {"image": args.image, "audio": args.audio})
-    if plan.replaces_existing:
-        print(f"note: {plan.path} exists; it will be replaced once the new video is complete", file=sys.stderr)
-    pipeline = HalloPipeline.load(
-        args.models, variant="hallo2" if args.hallo2 else "auto", device=args.device, dtype=args.dtype,
-        low_vram=args.low_vram, attention=args.attention, compile=args.compile,
+    mode = "hallo2" if args.hallo2 else "auto"
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    # The user's own files first, then the model folder, then what the weights limit.
+    target = check_animate_inputs(
+        None, args.image, args.audio, args.output, args.size, args.face_expand_ratio, args.separate_vocals
     )
-    settings = pipeline.settings(
-        mode="hallo2" if args.hallo2 else "auto", steps=args.steps, guidance_scale=args.cfg, seed=args.seed,
-        clip_length=args.clip_length,
+    files = locate(args.models, mode)
+    files.require(*required_parts(args.separate_vocals))
+    settings = sampler_settings(
+        files.variant, mode, steps=args.steps, guidance_scale=args.cfg, seed=args.seed, clip_length=args.clip_length,
         weights=RegionWeights(pose=args.pose_weight, face=args.face_weight, lip=args.lip_weight),
     )
+    check_clip_length(settings.clip_length, read_net_config(files.net).motion)
+    if target.replaces_existing:
+        log.info("note: %s exists; it will be replaced once the new video is complete", target.path)
+    pipeline = HalloPipeline.load(
+        files, device=device, dtype=dtype, low_vram=args.low_vram, attention=args.attention, compile=args.compile,
+    )
+    log.info("analysing the portrait and encoding the audio")
     out = pipeline.animate(
-        args.image, args.audio, plan.path, settings, image_size=args.size,
+        args.image, args.audio, target.path, settings, image_size=args.size,
         face_expand_ratio=args.face_expand_ratio, separate_vocals=args.separate_vocals, progress=_ProgressBar(),
     )
     print(f"wrote {out}")
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    if args.command == "animate":
-        return _animate(args)
-    if args.command == "make-tiny-models":
-        from .testing.tiny_models import make_tiny_models
+def _make_tiny_models(args: argparse.Namespace) -> int:
+    from .testing.tiny_models import make_tiny_models
 
-        root = make_tiny_models(args.dir, seed=args.seed, face_landmarker=not args.no_face_landmarker,
-                                mediapipe_wheel=args.mediapipe_wheel)
-        print(f"wrote tiny model folder {root}")
-        return 0
-    if args.command == "download":
-        from .download import download
+    root = make_tiny_models(args.dir, seed=args.seed, force=args.force, face_landmarker=not args.no_face_landmarker,
+                            mediapipe_wheel=args.mediapipe_wheel)
+    print(f"wrote tiny model folder {root}")
+    return 0
 
-        root = download(args.dir, hallo=True, hallo2=args.hallo2, vocal_separator=not args.no_vocal_separator)
-        print(f"model folder ready: {root}")
-        return 0
-    return 1
+
+def _download(args: argparse.Namespace) -> int:
+    from .download import download
+
+    root = download(args.dir, hallo=True, hallo2=args.hallo2, vocal_separator=not args.no_vocal_separator)
+    print(f"model folder ready: {root}")
+    return 0
+
+
+def _setup_output(verbose: bool) -> None:
+    """Our progress messages on stderr; the libraries' warnings only when asked for (-v or -W)."""
+    for old in [h for h in log.handlers if getattr(h, "hallo_cli", False)]:
+        log.removeHandler(old)  # main() may run more than once in one process (tests, scripts)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.hallo_cli = True
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+    if not verbose and not sys.warnoptions:
+        warnings.simplefilter("ignore")
+
+
+COMMANDS = {"animate": _animate, "make-tiny-models": _make_tiny_models, "download": _download}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         # SIGTERM (kill, a scheduler, a container stop) unwinds like Ctrl-C, so partial files go.
-        with terminate_as_interrupt():
-            return _run(args)
+        with terminate_as_interrupt(), warnings.catch_warnings():
+            _setup_output(args.verbose)
+            return COMMANDS[args.command](args)
     except HalloError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

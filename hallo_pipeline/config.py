@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -231,6 +232,48 @@ class NetConfig:
 
 
 @dataclass(frozen=True)
+class Limit:
+    """One user setting: its default and the range a run accepts, owned here and read by the
+    library's checks, the command line and the node schemas alike (so they cannot drift)."""
+
+    name: str
+    default: float
+    low: float
+    high: float
+    whole: bool  # a whole number (int), or any finite float in the range
+    hint: str  # what the released model uses / why the range, for the message
+
+    def check(self, value: Any, input: str | None = None) -> Any:
+        """`value` if it is in range, else an `InputError` naming `input` (default: the setting's name)."""
+        from .errors import InputError
+
+        name = input or self.name
+        kind = "a whole number" if self.whole else "a finite number"
+        ok_type = isinstance(value, int) if self.whole else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type or (not self.whole and not math.isfinite(value)):
+            raise InputError(f"{name} must be {kind} from {self.low:g} to {self.high:g}, got {value!r}; {self.hint}", name)
+        if not self.low <= value <= self.high:
+            raise InputError(f"{name} {value!r} is out of range: use {self.low:g} to {self.high:g}; {self.hint}", name)
+        return value
+
+
+# Video frames per second: the audio features are framed at this rate and the weights were trained
+# at it, so it is not a setting (another rate would drift the lips away from the sound).
+FPS = 25
+
+# The defaults are the released model's (SPEC §7-§9); the ranges are what a run can honour.
+STEPS = Limit("steps", 40, 1, 1000, True, "Hallo uses 40 DDIM steps (the schedule has 1000 timesteps)")
+GUIDANCE = Limit("cfg", 3.5, 0.0, 20.0, False, "Hallo uses 3.5; 1 or less means no guidance (one network pass)")
+REGION_WEIGHT = Limit("weight", 1.0, 0.0, 5.0, False, "1.0 is as trained, 0 switches the region's audio off")
+SEED = Limit("seed", 42, 0, 2**64 - 1, True, "any whole number from 0 to 2^64-1 (the range of a torch seed)")
+IMAGE_SIZE = Limit("image_size", 512, 64, 1024, True, "a multiple of 64; Hallo was trained at 512")
+FACE_EXPAND_RATIO = Limit("face_expand_ratio", 1.2, 0.5, 3.0, False, "Hallo uses 1.2")
+# The lower end: each clip hands its last two frames on as the next clip's motion frames. The upper
+# end depends on the weights (their motion modules' position table): `HalloPipeline.settings` checks it.
+CLIP_LENGTH = Limit("clip_length", 16, 2, 1000, True, "Hallo was trained with 16 frames per clip")
+
+
+@dataclass(frozen=True)
 class RegionWeights:
     """The user's per-region strengths of the audio attention (SPEC §4); 1.0 = as trained."""
 
@@ -238,31 +281,6 @@ class RegionWeights:
     face: float = 1.0
     lip: float = 1.0
 
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Settings of one generation run (SPEC §7-§9 defaults)."""
-
-    image_size: int = 512
-    clip_length: int = 16
-    motion_frames: int = 2
-    fps: int = 25
-    sample_rate: int = 16000
-    vae_scaling_factor: float = 0.18215
-    steps: int = 40
-    guidance_scale: float = 3.5
-    weights: RegionWeights = field(default_factory=RegionWeights)
-    seed: int = 42
-    face_expand_ratio: float = 1.2
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
-        """Read the run settings of a `tiny_config.json` (other fields keep their defaults)."""
-        return cls(
-            image_size=data.get("image_size", 512),
-            clip_length=data.get("n_sample_frames", 16),
-            motion_frames=data.get("n_motion_frames", 2),
-            fps=data.get("fps", 25),
-            sample_rate=data.get("sample_rate", 16000),
-            vae_scaling_factor=data.get("vae_scaling_factor", 0.18215),
-        )
+    def __post_init__(self) -> None:
+        for region in ("pose", "face", "lip"):
+            REGION_WEIGHT.check(getattr(self, region), f"{region}_weight")

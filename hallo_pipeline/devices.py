@@ -13,11 +13,26 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """auto: the first CUDA GPU, else the CPU. Anything else must name a device this machine has."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' was asked for but no CUDA GPU is available; use device 'cpu'")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"device {device!r} is unknown; use auto, cpu, cuda or cuda:N (N = the GPU's number)", "device") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {str(device)!r} was asked for but no CUDA GPU is available; use device 'cpu'", "device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(
+                f"device {str(device)!r} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}", "device",
+            )
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise InputError("device 'mps' was asked for but this PyTorch build or Mac has no MPS; use device 'cpu'", "device")
+    elif device.type != "cpu":
+        raise InputError(f"device {str(device)!r} is not supported; use auto, cpu, cuda, cuda:N or mps", "device")
     return device
 
 
@@ -30,7 +45,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     try:
         return DTYPES[dtype]
     except KeyError:
-        raise InputError(f"precision {dtype!r} is unknown; use one of auto, {', '.join(DTYPES)}") from None
+        raise InputError(f"precision {dtype!r} is unknown; use one of auto, {', '.join(DTYPES)}", "dtype") from None
 
 
 class Placement:

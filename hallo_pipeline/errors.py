@@ -12,7 +12,15 @@ class CheckpointError(HalloError):
 
 
 class InputError(HalloError, ValueError):
-    """An image, audio or setting given by the user cannot be used."""
+    """An image, audio or setting given by the user cannot be used.
+
+    `input` names the argument or option at fault (e.g. "clip_length"), so a front end can
+    point at its own control for it (a node input, a command-line flag).
+    """
+
+    def __init__(self, message: str, input: str | None = None):
+        super().__init__(message)
+        self.input = input
 
 
 class Cancelled(HalloError):

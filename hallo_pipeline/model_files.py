@@ -16,6 +16,13 @@ class ModelFiles:
     root: Path
     net: Path
     variant: str  # "hallo" or "hallo2"
+    # Why this variant was chosen when the caller asked for "auto" and it is not the first choice.
+    note: str = ""
+
+    def describe(self) -> str:
+        """Which weights a run uses, for the user to see (never switch families silently)."""
+        name = {"hallo": "Hallo", "hallo2": "Hallo2"}.get(self.variant, self.variant)
+        return f"{name} weights {self.net}" + (f" ({self.note})" if self.note else "")
 
     @property
     def vae(self) -> Path:
@@ -62,4 +69,7 @@ def locate(model_dir: str | Path, variant: str = "auto") -> ModelFiles:
         net, found = find_net_file(root, variant)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc}. Or fetch them with: {DOWNLOAD_HINT.format(root=root)}") from None
-    return ModelFiles(root=root, net=net, variant=found)
+    note = ""
+    if variant == "auto" and found == "hallo2":
+        note = "no hallo/net.pth in the folder, so the Hallo2 weights and Hallo2's long-video mode are used"
+    return ModelFiles(root=root, net=net, variant=found, note=note)

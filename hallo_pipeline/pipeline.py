@@ -11,7 +11,7 @@ It holds the loaded networks and runs the stages of a generation, each cacheable
 
 from __future__ import annotations
 
-import math
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -19,15 +19,28 @@ from typing import Callable, Iterator
 import torch
 
 from .attention_backends import select_kernel
-from .config import RunConfig
+from .config import CLIP_LENGTH, FACE_EXPAND_RATIO, IMAGE_SIZE
 from .devices import Placement, resolve_device, resolve_dtype
 from .errors import InputError
 from .model_files import ModelFiles, locate
 from .models import HalloNet
 from .models.attention import AttentionKernel
-from .sampling.clip_loop import ClipInputs, ClipSampler, MotionContext, Progress, SamplerSettings, portrait_rows
+from .sampling.clip_loop import (
+    ClipInputs,
+    ClipSampler,
+    MotionContext,
+    Progress,
+    SamplerSettings,
+    check_clip_length,
+    portrait_rows,
+)
 from .sampling.guided_step import IdentityConditioning, encode_identity
+from .sampling.segments import FrameSegment, plan_segment, stitch
 from .speedups import apply_speedups
+
+__all__ = ["HalloPipeline", "PreparedReference", "FrameSegment", "stitch"]
+
+log = logging.getLogger("hallo_pipeline")
 
 HALLO2_MOTION_DROP = 0.25  # SPEC §10
 HALLO2_AUDIO_CHUNK_SECONDS = 60.0
@@ -47,30 +60,6 @@ class PreparedReference:
         return self.reference_image.shape[-1]
 
 
-@dataclass
-class FrameSegment:
-    """A run of generated frames (node type HALLO_FRAMES)."""
-
-    frames: torch.Tensor  # (N, 3, S, S) float32 in [0, 1], CPU
-    start_frame: int  # index of frames[0] in the whole video
-    total_frames: int  # frames the whole audio needs (its true length, 25 fps)
-    fps: int
-    context: MotionContext  # continue the next segment from here
-
-    @property
-    def end_frame(self) -> int:
-        return self.start_frame + self.frames.shape[0]
-
-
-def clip_range_for_frames(start_frame: int, end_frame: int, clip_length: int) -> range:
-    if start_frame % clip_length:
-        raise InputError(
-            f"start_frame {start_frame} is not a multiple of the clip length {clip_length}; "
-            f"segments start at clip boundaries (0, {clip_length}, {2 * clip_length}, ...)"
-        )
-    return range(start_frame // clip_length, math.ceil(end_frame / clip_length))
-
-
 class HalloPipeline:
     def __init__(
         self,
@@ -80,7 +69,6 @@ class HalloPipeline:
         device: torch.device | None = None,
         dtype: torch.dtype = torch.float32,
         low_vram: bool = False,
-        run: RunConfig | None = None,
         placement: Placement | None = None,
     ):
         """`placement`, when given, replaces the one `low_vram` would make: it decides where the
@@ -91,13 +79,12 @@ class HalloPipeline:
         self.files = files
         self.device = device or torch.device("cpu")
         self.dtype = dtype
-        self.run = run or RunConfig()
         if placement is None:
             offload = torch.device("cpu") if low_vram and self.device.type != "cpu" else None
             placement = Placement(self.device, offload)
         self.placement = placement
         self.net = net
-        self.codec = LatentCodec(vae, self.run.vae_scaling_factor)
+        self.codec = LatentCodec(vae)
         # Parts that only work now and then wait off the GPU in low-VRAM mode.
         self.placement.home(self.codec.vae)
         self.placement.home(self.net.reference_unet)
@@ -122,6 +109,8 @@ class HalloPipeline:
     ) -> "HalloPipeline":
         """Load the net and VAE of a model folder in the official layout (face and audio models load on first use).
 
+        `model_dir` is a folder or the `ModelFiles` that `model_files.locate` found in one.
+
         With a `placement` that has an offload device, the weights are read onto that device and
         the placement is responsible for bringing them to `device` before they compute.
         `attention`: the attention kernel of both UNets, one of `config.ATTENTION_OPTIONS` (auto = PyTorch's
@@ -131,13 +120,15 @@ class HalloPipeline:
         from .checkpoint import load_net
         from .vae import load_vae
 
-        files = locate(model_dir, variant)
+        files = model_dir if isinstance(model_dir, ModelFiles) else locate(model_dir, variant)
         files.require("vae")
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
         kernel = select_kernel(attention, device, dtype)  # a wrong choice fails before gigabytes are read
         home = placement.offload if placement is not None and placement.offload is not None else device
+        log.info("loading %s as %s on %s", files.describe(), str(dtype).removeprefix("torch."), device)
         net = apply_speedups(load_net(files.net, dtype=dtype, device=home), attention=kernel, compile=compile)
+        log.info("loading the VAE from %s", files.vae)
         vae = load_vae(files.vae, device=home, dtype=dtype)
         return cls(net, vae, files=files, device=device, dtype=dtype, low_vram=low_vram, placement=placement)
 
@@ -161,8 +152,8 @@ class HalloPipeline:
         """
         return self.face_analyzer.analyze(
             image,
-            image_size or self.run.image_size,
-            self.run.face_expand_ratio if face_expand_ratio is None else face_expand_ratio,
+            IMAGE_SIZE.default if image_size is None else image_size,
+            FACE_EXPAND_RATIO.default if face_expand_ratio is None else face_expand_ratio,
             **options,
         )
 
@@ -188,8 +179,10 @@ class HalloPipeline:
 
     def audio_chunk_seconds(self, mode: str = "auto") -> float | None:
         """Hallo2 encodes long audio in independent 60-second chunks; Hallo in one pass."""
-        hallo2 = mode == "hallo2" or (mode == "auto" and self.variant == "hallo2")
-        return HALLO2_AUDIO_CHUNK_SECONDS if hallo2 else None
+        return HALLO2_AUDIO_CHUNK_SECONDS if self._hallo2(mode) else None
+
+    def _hallo2(self, mode: str) -> bool:
+        return uses_hallo2_loop(self.variant, mode)
 
     @torch.no_grad()
     def encode_audio(
@@ -201,13 +194,12 @@ class HalloPipeline:
         mode: str = "auto",
     ):
         """wav2vec2 windows of any waveform ((C, T) or (T,), any rate), padded to whole clips (`AudioFeatures`)."""
+        clip_length = CLIP_LENGTH.default if clip_length is None else check_clip_length(clip_length, self.net.config.motion)
+        chunk_seconds = self.audio_chunk_seconds(mode)
         encoder = self.audio_encoder
         separator = self.vocal_separator() if separate_vocals else None
         with self.placement.use(encoder.model):
-            return encoder.encode(
-                waveform, sample_rate, clip_length or self.run.clip_length,
-                chunk_seconds=self.audio_chunk_seconds(mode), separator=separator,
-            )
+            return encoder.encode(waveform, sample_rate, clip_length, chunk_seconds=chunk_seconds, separator=separator)
 
     def _require_files(self, *parts: str) -> None:
         if self.files is None:
@@ -238,12 +230,19 @@ class HalloPipeline:
     # 4. sampling
     # ------------------------------------------------------------------------------------------
     def settings(self, mode: str = "auto", **kwargs) -> SamplerSettings:
-        """Sampler settings; mode "hallo2" (or "auto" with Hallo2 weights) drops motion-frame pixels."""
-        if mode not in ("auto", "hallo", "hallo2"):
-            raise InputError(f"mode {mode!r} is unknown; use auto, hallo or hallo2")
-        hallo2 = mode == "hallo2" or (mode == "auto" and self.variant == "hallo2")
-        kwargs.setdefault("clip_length", self.run.clip_length)
-        return SamplerSettings(motion_drop_rate=HALLO2_MOTION_DROP if hallo2 else 0.0, **kwargs)
+        """Checked sampler settings; mode "hallo2" (or "auto" with Hallo2 weights) drops motion-frame pixels.
+
+        kwargs are `SamplerSettings` fields; a value out of range, or a clip longer than these
+        weights' motion modules allow, is an `InputError` naming it.
+        """
+        return self.check_settings(sampler_settings(self.variant, mode, **kwargs))
+
+    def check_settings(self, settings: SamplerSettings) -> SamplerSettings:
+        """What these weights add to `SamplerSettings`' own checks: the longest clip they can run."""
+        if not isinstance(settings, SamplerSettings):
+            raise InputError(f"settings must be a SamplerSettings (see HalloPipeline.settings), got {settings!r}", "settings")
+        check_clip_length(settings.clip_length, self.net.config.motion)
+        return settings
 
     def iter_clips(
         self,
@@ -252,23 +251,28 @@ class HalloPipeline:
         settings: SamplerSettings,
         start_frame: int = 0,
         end_frame: int | None = None,
-        context: MotionContext | None = None,
+        previous: FrameSegment | None = None,
         progress: Callable[[Progress], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> Iterator[tuple[torch.Tensor, MotionContext, int]]:
-        """Yield (frames, context after them, index of their first frame), trimmed to the audio."""
-        total = audio.frames
-        end_frame = total if end_frame is None else min(end_frame, total)
-        if not 0 <= start_frame < end_frame:
-            raise InputError(f"frame range {start_frame}..{end_frame} is empty; the audio has {total} frames")
+        """Yield (frames, context after them, index of their first frame), trimmed to the audio.
+
+        The frame range is planned by `sampling.segments.plan_segment` (continue `previous`, or
+        start at `start_frame` from the portrait; stop before `end_frame`, default the end).
+        """
+        self.check_settings(settings)
         if audio.features.shape[0] % settings.clip_length:
             raise InputError(
                 f"the audio features hold {audio.features.shape[0]} frames, not a multiple of the clip length "
-                f"{settings.clip_length}; embed the audio with the clip length the sampler uses"
+                f"{settings.clip_length}; embed the audio with the clip length the sampler uses", "clip_length"
             )
         if reference.image_size % 64:
-            raise InputError(f"image size {reference.image_size} must be a multiple of 64")
-        clips = clip_range_for_frames(start_frame, end_frame, settings.clip_length)
+            raise InputError(f"image size {reference.image_size} must be a multiple of 64", "image_size")
+        plan = plan_segment(audio.frames, settings.clip_length, start_frame, end_frame, previous)
+        if plan.empty:
+            return
+        clip = settings.clip_length
+        clips = range(plan.start // clip, -(-plan.end // clip))
         inputs = ClipInputs(
             identity=reference.identity,
             reference_image=reference.reference_image,
@@ -277,21 +281,29 @@ class HalloPipeline:
             image_rows=reference.image_rows,
         )
         sampler = ClipSampler(self.net, self.codec, settings, progress, should_cancel, placement=self.placement)
-        first = clips.start * settings.clip_length
-        for frames, ctx in sampler.run(inputs, clips, context):
+        first = plan.start
+        for frames, ctx in sampler.run(inputs, clips, plan.context):
             reference.image_rows = inputs.image_rows  # keep the per-portrait rows for the next run
-            keep = min(frames.shape[0], end_frame - first)
+            keep = min(frames.shape[0], plan.end - first)
             yield frames[:keep], ctx, first
             first += frames.shape[0]
 
     def sample(self, reference: PreparedReference, audio, settings: SamplerSettings, **kwargs) -> FrameSegment:
-        """All frames of a frame range (default: the whole audio) in memory."""
+        """All frames of a frame range (default: the whole audio) in memory; kwargs as `iter_clips`.
+
+        A segment that continues a `previous` one which already reached the end of the audio is
+        empty (so a plan made for long audio also runs on short audio).
+        """
         parts, context, start = [], None, None
         for frames, context, first in self.iter_clips(reference, audio, settings, **kwargs):
             start = first if start is None else start
             parts.append(frames)
-        return FrameSegment(torch.cat(parts), start, audio.frames, self.run.fps, context)
-
+        if not parts:
+            previous = kwargs.get("previous")
+            if previous is None:  # plan_segment only plans an empty range after a previous segment
+                raise InputError("the frame range is empty", "end_frame")
+            return previous.empty_continuation()
+        return FrameSegment(torch.cat(parts), start, audio.frames, audio_fps(audio), context)
 
     # ------------------------------------------------------------------------------------------
     # 5. everything
@@ -311,39 +323,105 @@ class HalloPipeline:
     ) -> Path:
         """Portrait + speech -> mp4 (h264 + AAC, 25 fps) with the original audio cut to the video.
 
-        `audio` is a file path or a (waveform, sample_rate) pair. Frames are streamed into the
-        file as clips finish; the file appears under its name only once it is complete.
-        `output` is checked first (`video.check_output_path`): an output that is one of the input
-        files, a folder, not .mp4/.mov/.mkv or not writable fails before any model runs.
+        `image` is a file path or an image (PIL, numpy, tensor); `audio` a file path or a
+        (waveform, sample_rate) pair. Every input is checked before any heavy work
+        (`check_animate_inputs`; the output by `video.check_output_path`: one of the input files, a
+        folder, not .mp4/.mov/.mkv or not writable fails before any model runs). Frames are streamed
+        into the file as clips finish; the file appears under its name only once it is complete.
         Returns the final path (absolute, `~` expanded).
         """
         from .audio.io import load_audio
-        from .video import VideoWriter, check_output_path
+        from .video import VideoWriter
 
-        inputs = {name: value for name, value in (("image", image), ("audio", audio)) if isinstance(value, (str, Path))}
-        output = check_output_path(output, inputs).path
-        settings = settings or self.settings()
+        settings = self.check_settings(settings or self.settings())
+        target = check_animate_inputs(
+            self.files, image, audio, output, image_size, face_expand_ratio, separate_vocals, face_options
+        )
         waveform, sample_rate = load_audio(audio) if isinstance(audio, (str, Path)) else audio
         mode = "hallo2" if settings.motion_drop_rate > 0 else "hallo"
         face = self.analyze_face(image, image_size, face_expand_ratio, **(face_options or {}))
         features = self.encode_audio(waveform, sample_rate, settings.clip_length, separate_vocals, mode=mode)
         reference = self.prepare_reference(face)
-        with VideoWriter(output, fps=self.run.fps, audio=waveform, sample_rate=sample_rate, inputs=inputs) as writer:
+        with VideoWriter(target.path, fps=audio_fps(features), audio=waveform, sample_rate=sample_rate) as writer:
             for frames, _, _ in self.iter_clips(
                 reference, features, settings, progress=progress, should_cancel=should_cancel
             ):
                 writer.write(frames)
-        return output
+        return target.path
 
 
-def stitch(segments: list[FrameSegment]) -> torch.Tensor:
-    """Concatenate segments in frame order; they must tile the range without gaps or overlaps."""
-    if not segments:
-        raise InputError("no frame segments to stitch")
-    ordered = sorted(segments, key=lambda s: s.start_frame)
-    for a, b in zip(ordered, ordered[1:]):
-        if b.start_frame != a.end_frame:
-            raise InputError(
-                f"segments do not join: one ends at frame {a.end_frame}, the next starts at {b.start_frame}"
-            )
-    return torch.cat([s.frames for s in ordered])
+def uses_hallo2_loop(variant: str, mode: str) -> bool:
+    """mode "auto" follows the weights (Hallo2 weights -> Hallo2's long-video loop)."""
+    if mode not in ("auto", "hallo", "hallo2"):
+        raise InputError(f"mode {mode!r} is unknown; use auto, hallo or hallo2", "mode")
+    return mode == "hallo2" or (mode == "auto" and variant == "hallo2")
+
+
+def sampler_settings(variant: str, mode: str = "auto", **kwargs) -> SamplerSettings:
+    """`SamplerSettings` for weights of `variant` in `mode`; each value is checked as it is set."""
+    hallo2 = uses_hallo2_loop(variant, mode)
+    return SamplerSettings(motion_drop_rate=HALLO2_MOTION_DROP if hallo2 else 0.0, **kwargs)
+
+
+def audio_fps(audio) -> int:
+    """Frames per second of the video made from these audio features: what the weights were trained at."""
+    from .config import FPS
+
+    return getattr(audio, "fps", FPS)
+
+
+FACE_OPTIONS = {"multiple_faces", "allow_missing_identity", "landmarks"}
+
+
+def check_animate_inputs(
+    files: ModelFiles | None,
+    image,
+    audio,
+    output: str | Path,
+    image_size: int | None = None,
+    face_expand_ratio: float | None = None,
+    separate_vocals: bool = False,
+    face_options: dict | None = None,
+):
+    """Everything about an `animate` call that can be checked without heavy work, each problem an
+    `InputError` naming its input: the files exist, the output can be written and overwrites no
+    input, the sizes are in range, and the model folder has every part the run will need.
+    Returns the output plan (`video.OutputPlan`: the final path, and whether it replaces a file)."""
+    from .face.images import check_image_file
+    from .face.landmarks import check_multiple_faces_option
+    from .video import check_output_path
+
+    inputs = {}
+    if isinstance(image, (str, Path)):
+        inputs["image"] = check_image_file(image)
+    if isinstance(audio, (str, Path)):
+        inputs["audio"] = _existing_file(audio, "audio", "a speech recording (wav, mp3, m4a, ...)")
+    elif not (isinstance(audio, tuple) and len(audio) == 2):
+        raise InputError("audio must be a file path or a (waveform, sample_rate) pair", "audio")
+    if image_size is not None:
+        IMAGE_SIZE.check(image_size)
+        if image_size % 64:
+            raise InputError(f"image_size {image_size} is not a multiple of 64; {IMAGE_SIZE.hint}", "image_size")
+    if face_expand_ratio is not None:
+        FACE_EXPAND_RATIO.check(face_expand_ratio)
+    unknown = set(face_options or {}) - FACE_OPTIONS
+    if unknown:
+        raise InputError(f"unknown face options {sorted(unknown)}; use {sorted(FACE_OPTIONS)}", "face_options")
+    check_multiple_faces_option((face_options or {}).get("multiple_faces", "error"))
+    plan = check_output_path(output, inputs)
+    if files is not None:
+        files.require(*required_parts(separate_vocals))
+    return plan
+
+
+def required_parts(separate_vocals: bool = False) -> list[str]:
+    """The parts of a model folder (`ModelFiles.require`) a whole `animate` run reads."""
+    return ["vae", "face_models", "wav2vec", *(["vocal_separator"] if separate_vocals else [])]
+
+
+def _existing_file(path: str | Path, name: str, what: str) -> Path:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        reason = "is a folder" if path.is_dir() else "does not exist"
+        raise InputError(f"{name} {str(path)!r} {reason}; give the path of {what}", name)
+    return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..hallo_pipeline.config import CLIP_LENGTH
 from . import comfy_glue as glue
 from .api import AUDIO_FEATURES, CATEGORY, MODE_TOOLTIP, MODES, PIPELINE, io
 from .convert import make_audio, single_audio
@@ -45,8 +46,10 @@ class HalloAudioEmbed(io.ComfyNode):
                 ),
                 io.Combo.Input("mode", options=MODES, default="auto", tooltip=MODE_TOOLTIP + " Use the sampler's mode."),
                 io.Int.Input(
-                    "clip_length", default=16, min=1, max=30, step=1,
-                    tooltip="Frames generated per clip (Hallo: 16, as trained). The sampler follows this value.",
+                    "clip_length", default=CLIP_LENGTH.default, min=CLIP_LENGTH.low, max=30, step=1,
+                    tooltip="Frames generated per clip (Hallo: 16, as trained; at most 30 with the released weights, "
+                    "whose motion modules hold 32 positions, two of them for the motion frames). The sampler follows "
+                    "this value.",
                 ),
             ],
             outputs=[
@@ -65,7 +68,7 @@ class HalloAudioEmbed(io.ComfyNode):
         if separate_vocals:
             with blame(NODE_ID, "separate_vocals"):
                 pipeline.files.require("vocal_separator")
-        with blame(NODE_ID, "audio", models_input="pipeline"):
+        with blame(NODE_ID, "audio", models_input="pipeline", inputs={"clip_length": "clip_length", "mode": "mode"}):
             features = pipeline.encode_audio(waveform, sample_rate, clip_length, separate_vocals, mode=mode)
         resolved = "hallo2" if pipeline.audio_chunk_seconds(mode) else "hallo"
         embedded = EmbeddedAudio(features, clip_length, resolved, waveform.shape[-1] / sample_rate)

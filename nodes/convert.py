@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 
-
 def chw_to_image(frames: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) or (3, H, W) in [0, 1] -> IMAGE [N, H, W, 3] float32."""
     frames = frames[None] if frames.ndim == 3 else frames

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..hallo_pipeline.config import FACE_EXPAND_RATIO, IMAGE_SIZE
 from . import comfy_glue as glue
 from .api import CATEGORY, FACE, PIPELINE, io
 from .convert import chw_to_image, map_to_mask
@@ -26,11 +27,12 @@ class HalloFaceMask(io.ComfyNode):
                     "resized to a square of image_size (crop it square first to avoid stretching).",
                 ),
                 io.Int.Input(
-                    "image_size", default=512, min=64, max=1024, step=64,
+                    "image_size", default=IMAGE_SIZE.default, min=IMAGE_SIZE.low, max=IMAGE_SIZE.high, step=64,
                     tooltip="Working resolution of the video (square), a multiple of 64. Hallo was trained at 512.",
                 ),
                 io.Float.Input(
-                    "face_expand_ratio", default=1.2, min=0.5, max=3.0, step=0.05,
+                    "face_expand_ratio", default=FACE_EXPAND_RATIO.default, min=FACE_EXPAND_RATIO.low,
+                    max=FACE_EXPAND_RATIO.high, step=0.05,
                     tooltip="How much the face box is enlarged around the landmarks (Hallo: 1.2). Larger boxes let "
                     "more of the head move with the audio.",
                 ),
@@ -64,8 +66,9 @@ class HalloFaceMask(io.ComfyNode):
                 allow_missing_identity: bool) -> io.NodeOutput:
         from ..hallo_pipeline.face.masks import check_image_size
 
-        with blame(NODE_ID, "image_size"):
+        with blame(NODE_ID, "image_size", inputs={"face_expand_ratio": "face_expand_ratio"}):
             check_image_size(image_size)
+            FACE_EXPAND_RATIO.check(face_expand_ratio)
         with blame(NODE_ID, "image", models_input="pipeline"):
             face = pipeline.analyze_face(
                 image, image_size, face_expand_ratio,

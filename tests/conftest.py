@@ -73,10 +73,11 @@ def tiny_model_folder(tmp_path_factory) -> Path:
     return make_tiny_models_or_skip(tmp_path_factory.mktemp("hallo_models"))
 
 
+PORTRAIT = REPO / "tests" / "data" / "portrait.png"
+
+
 @pytest.fixture(scope="session")
 def portrait_path() -> Path:
-    """The parity fixtures' public-domain portrait (mediapipe finds its face offline)."""
-    path = parity_dir() / "inputs" / "face.png"
-    if not path.is_file():
-        pytest.skip(f"{path} not found (set HALLO_PARITY_DIR to the fixture folder)")
-    return path
+    """A real portrait committed with the tests: 256x256 from scikit-image's `astronaut()`
+    (NASA, public domain), cropped around the face. Parity tests use the fixtures' own face.png."""
+    return PORTRAIT

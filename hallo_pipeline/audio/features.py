@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import FPS
 from ..errors import CheckpointError, InputError
 from .io import SAMPLE_RATE, WaveformLike, to_mono_16k
 from .wav2vec import (
@@ -37,7 +38,6 @@ from .wav2vec import (
 if TYPE_CHECKING:
     from .separation import VocalSeparator
 
-FPS = 25
 WINDOW_RADIUS = 2  # each frame sees frames i-2 .. i+2
 HALLO2_CHUNK_SECONDS = 60
 NORMALIZE_EPS = 1e-7  # Wav2Vec2FeatureExtractor's zero-mean / unit-variance epsilon
@@ -137,8 +137,9 @@ class AudioEncoder:
                 f"(wav2vec2-base-960h) works at {SAMPLE_RATE} Hz"
             )
         self.do_normalize = bool(preprocessor.get("do_normalize", True))
-        if SAMPLE_RATE % fps:
-            raise InputError(f"fps {fps} does not divide {SAMPLE_RATE}; Hallo uses 25")
+        if fps != FPS:
+            # Video frames and audio windows must share one clock; the weights fix it at 25.
+            raise InputError(f"fps {fps!r} cannot be used: the Hallo weights were trained at {FPS} fps", "fps")
         self.samples_per_frame = SAMPLE_RATE // fps
         self.model = load_wav2vec2(self.folder, self.device, dtype)
         self.receptive_field = receptive_field(self.model.feature_extractor)

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..config import FACE_EXPAND_RATIO, IMAGE_SIZE
 from ..errors import InputError
 from ..models.audio_module import RegionMasks
 from .boxes import Box
@@ -107,8 +108,8 @@ class FaceAnalyzer:
     def analyze(
         self,
         image: ImageLike,
-        image_size: int = 512,
-        face_expand_ratio: float = 1.2,
+        image_size: int = IMAGE_SIZE.default,
+        face_expand_ratio: float = FACE_EXPAND_RATIO.default,
         *,
         multiple_faces: str = "error",
         allow_missing_identity: bool = False,
@@ -122,10 +123,9 @@ class FaceAnalyzer:
             embedding (the release's silent behaviour) instead of raising.
         landmarks: (478, 2) pixel landmarks to use instead of running mediapipe.
         """
-        check_image_size(image_size)
+        IMAGE_SIZE.check(check_image_size(image_size))
         check_multiple_faces_option(multiple_faces)
-        if not face_expand_ratio > 0:
-            raise InputError(f"face_expand_ratio must be positive, got {face_expand_ratio!r}; Hallo uses 1.2")
+        FACE_EXPAND_RATIO.check(face_expand_ratio)
         rgb = to_rgb_uint8(image)
         height, width = rgb.shape[:2]
         if landmarks is None:
@@ -184,8 +184,8 @@ class FaceAnalyzer:
 def analyze_face(
     image: ImageLike,
     models_dir: str | Path,
-    image_size: int = 512,
-    face_expand_ratio: float = 1.2,
+    image_size: int = IMAGE_SIZE.default,
+    face_expand_ratio: float = FACE_EXPAND_RATIO.default,
     *,
     multiple_faces: str = "error",
     allow_missing_identity: bool = False,

@@ -48,8 +48,9 @@ def _check_array_size(shape: tuple[int, ...], name: str) -> None:
     _check_pixel_count(int(width), int(height), name)
 
 
-def _read_file(path: Path, name: str):
-    """The decoded PIL image of a file, upright; huge and unreadable files give an InputError."""
+def _read_file(path: Path, name: str, decode: bool = True):
+    """The decoded PIL image of a file, upright; huge and unreadable files give an InputError.
+    With `decode=False` only the header is read and checked (nothing is returned)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     what = f"{name} file {str(path)!r}"
@@ -60,6 +61,8 @@ def _read_file(path: Path, name: str):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as opened:
                 _check_pixel_count(*opened.size, what)
+                if not decode:
+                    return None
                 opened.load()
                 return ImageOps.exif_transpose(opened)  # phone photos store their rotation in EXIF
     except Image.DecompressionBombError as exc:
@@ -181,3 +184,14 @@ def reference_tensor(rgb: np.ndarray, image_size: int) -> torch.Tensor:
     resized = Image.fromarray(rgb).resize((image_size, image_size), Image.BILINEAR)
     chw = torch.from_numpy(np.ascontiguousarray(np.asarray(resized).transpose(2, 0, 1)))
     return (chw.to(torch.float32) / 255 - 0.5) / 0.5
+
+
+def check_image_file(path: str | Path, name: str = "image") -> Path:
+    """The image file exists, PIL recognises it and it is not too large: its header only, nothing
+    is decoded, so a run can check its inputs before any heavy work."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        reason = "is a folder" if path.is_dir() else "does not exist"
+        raise InputError(f"{name} file {str(path)!r} {reason}; give the path of a portrait photo", name)
+    _read_file(path, name, decode=False)
+    return path

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .._optional import require
+from ..config import FACE_EXPAND_RATIO
 from ..models.audio_module import RegionMasks
 from .boxes import LIP_EXPAND_RATIO, Box, face_and_lip_boxes
 
@@ -60,7 +61,7 @@ def region_maps(
     landmarks: np.ndarray,
     width: int,
     height: int,
-    face_expand_ratio: float = 1.2,
+    face_expand_ratio: float = FACE_EXPAND_RATIO.default,
     lip_expand_ratio: float = LIP_EXPAND_RATIO,
 ) -> RegionMaps:
     """All mask images of one portrait from its landmarks in pixels of a `width` x `height` image."""

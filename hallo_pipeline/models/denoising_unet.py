@@ -14,7 +14,7 @@ the branch reproduced here on purpose:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,7 @@ from .audio_module import RegionMasks
 from .motion_module import MotionModule
 from .spatial_transformer import ReferenceTokens
 from .unet_blocks import build_blocks
+
 
 @dataclass
 class ReferenceLayer:
@@ -66,14 +67,16 @@ class DenoisingUNet(nn.Module):
         weights: RegionWeights,
         reference: Sequence[ReferenceLayer],
         face_features: torch.Tensor | None = None,
+        between_blocks: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """Predict v for a batch of clips.
 
         sample: (B, C, F, h, w) latents; timestep: scalar; context: (B, tokens, D) face tokens;
         audio_tokens: (B, F, tokens, D_audio); masks: one `RegionMasks` per resolution level
         (level 0 = h x w); reference: one `ReferenceLayer` per spatial transformer, in block
-        order; face_features: (B, C0, h, w) FaceLocator output added after `conv_in`, or None.
-        Returns (B, C_out, F, h, w).
+        order; face_features: (B, C0, h, w) FaceLocator output added after `conv_in`, or None;
+        between_blocks: called after every down, mid and up block (a Cancel check can raise
+        there, so a cancelled run stops within a step, not after it). Returns (B, C_out, F, h, w).
         """
         b, c, f, h, w = sample.shape
         dtype = self.conv_in.weight.dtype
@@ -85,6 +88,7 @@ class DenoisingUNet(nn.Module):
         context_rows = context.to(dtype).repeat_interleave(f, dim=0)
         audio_rows = audio_tokens.to(dtype).reshape(b * f, *audio_tokens.shape[2:])
         layers: Iterator[ReferenceLayer] = iter(reference)
+        checkpoint = between_blocks or (lambda: None)
 
         def attention_layer(block: nn.Module, i: int, x: torch.Tensor, level: int) -> torch.Tensor:
             ref = next(layers)
@@ -106,11 +110,13 @@ class DenoisingUNet(nn.Module):
             if block.downsamplers is not None:
                 x = block.downsamplers[0](x)
                 skips.append(x)
+            checkpoint()
 
         mid = self.mid_block
         x = mid.resnets[0](x, temb)
         x = attention_layer(mid, 0, x, len(self.down_blocks) - 1)
         x = mid.resnets[1](x, temb)
+        checkpoint()
 
         for depth, block in enumerate(self.up_blocks):
             level = len(self.up_blocks) - 1 - depth
@@ -120,6 +126,7 @@ class DenoisingUNet(nn.Module):
                     x = attention_layer(block, i, x, level)
             if block.upsamplers is not None:
                 x = block.upsamplers[0](x, skips[-1].shape[-2:])
+            checkpoint()
 
         x = self.conv_out(F.silu(self.conv_norm_out(x)))
         return x.reshape(b, f, -1, h, w).permute(0, 2, 1, 3, 4)

@@ -14,9 +14,9 @@ from typing import Callable, Iterator
 
 import torch
 
-from ..config import RegionWeights
+from ..config import CLIP_LENGTH, GUIDANCE, SEED, STEPS, MotionModuleConfig, RegionWeights
 from ..devices import Placement
-from ..errors import Cancelled
+from ..errors import Cancelled, InputError
 from ..models import HalloNet
 from ..vae import LatentCodec
 from .guided_step import (
@@ -32,13 +32,29 @@ from .scheduler import make_scheduler
 MOTION_FRAMES = 2  # the released weights were trained with two motion frames
 
 
+def check_clip_length(clip_length: int, motion: MotionModuleConfig) -> int:
+    """The motion modules see [motion frames ; clip frames] and add a stored position table of
+    `max_frames` rows, so a clip can be at most `max_frames - MOTION_FRAMES` frames long."""
+    CLIP_LENGTH.check(clip_length)
+    longest = motion.max_frames - MOTION_FRAMES
+    if clip_length > longest:
+        raise InputError(
+            f"clip_length {clip_length} is too long for these weights: their motion modules hold positions for "
+            f"{motion.max_frames} frames, {MOTION_FRAMES} of which are the motion frames; use at most {longest} "
+            f"(Hallo was trained with {CLIP_LENGTH.default})", "clip_length",
+        )
+    return clip_length
+
+
 @dataclass(frozen=True)
 class SamplerSettings:
-    steps: int = 40
-    guidance_scale: float = 3.5
+    """The one owner of a sampling run's settings; every value is checked when it is made."""
+
+    steps: int = STEPS.default
+    guidance_scale: float = GUIDANCE.default
     weights: RegionWeights = field(default_factory=RegionWeights)
-    seed: int = 42
-    clip_length: int = 16
+    seed: int = SEED.default
+    clip_length: int = CLIP_LENGTH.default
     # Hallo2: probability that a motion-frame pixel outside the face region is dropped (0.25); 0 = Hallo.
     motion_drop_rate: float = 0.0
     # Compute the reference image's ReferenceNet rows once per portrait instead of every clip
@@ -46,10 +62,19 @@ class SamplerSettings:
     cache_reference: bool = True
 
     def __post_init__(self) -> None:
-        if self.clip_length < 1:
-            raise ValueError(f"clip_length must be at least 1 (got {self.clip_length})")
-        if not 0.0 <= self.motion_drop_rate < 1.0:
-            raise ValueError(f"motion_drop_rate must be in [0, 1) (got {self.motion_drop_rate})")
+        STEPS.check(self.steps)
+        GUIDANCE.check(self.guidance_scale, "guidance_scale")
+        SEED.check(self.seed)
+        CLIP_LENGTH.check(self.clip_length)
+        if not isinstance(self.weights, RegionWeights):
+            raise InputError(f"weights must be a RegionWeights, got {type(self.weights).__name__}", "weights")
+        if not (isinstance(self.motion_drop_rate, (int, float)) and 0.0 <= self.motion_drop_rate < 1.0):
+            raise InputError(f"motion_drop_rate must be in [0, 1) (got {self.motion_drop_rate!r})", "motion_drop_rate")
+
+    @property
+    def guided(self) -> bool:
+        """Classifier-free guidance needs both halves only above 1 (as diffusers pipelines decide)."""
+        return self.guidance_scale > 1.0
 
 
 @dataclass
@@ -174,9 +199,12 @@ class ClipSampler:
         clips = clips if clips is not None else range(total_clips)
         context = context or MotionContext()
         if clips.start != context.next_clip:
-            raise ValueError(f"segment starts at clip {clips.start} but the motion context continues clip {context.next_clip}")
+            raise InputError(
+                f"segment starts at clip {clips.start} but the motion context continues clip {context.next_clip}; "
+                "give the context returned after the clip before this segment", "context",
+            )
         if clips.stop > total_clips:
-            raise ValueError(f"clip range {clips} goes past the audio's {total_clips} clips")
+            raise InputError(f"clip range {clips} goes past the audio's {total_clips} clips", "clips")
         _, height, width = inputs.reference_image.shape
         latent_shape = (1, self.net.config.unet.in_channels, s.clip_length, height // 8, width // 8)
 
@@ -213,7 +241,8 @@ class ClipSampler:
             for j, (t, t_device) in enumerate(zip(self.scheduler.timesteps, timesteps_on_device)):
                 self._check_cancel()
                 out = guided_denoise_step(
-                    self.net, latents, t_device, inputs.identity, audio_tokens, reference, s.guidance_scale, s.weights
+                    self.net, latents, t_device, inputs.identity, audio_tokens, reference, s.guidance_scale, s.weights,
+                    between_blocks=self._check_cancel,
                 )
                 latents = self.scheduler.step(out.guided.float(), t, latents, eta=0.0).prev_sample
                 trace(f"step{j}.model_output", out.guided)

@@ -8,7 +8,7 @@ frames), and the step itself (per timestep).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -33,7 +33,7 @@ class IdentityConditioning:
 class StepOutput:
     guided: torch.Tensor  # (1, C, F, h, w): uncond + g * (cond - uncond), the v-prediction DDIM gets
     cond: torch.Tensor
-    uncond: torch.Tensor
+    uncond: torch.Tensor | None  # None when guidance <= 1 ran the conditional half alone
 
 
 @torch.no_grad()
@@ -120,16 +120,33 @@ def guided_denoise_step(
     reference: Sequence[ReferenceLayer],
     guidance_scale: float,
     weights: RegionWeights,
+    between_blocks: Callable[[], None] | None = None,
 ) -> StepOutput:
     """latents: (1, 4, F, h, w); audio_tokens: (1, F, tokens, D) = audioproj of the clip's features.
 
     Both CFG halves go through one batched forward. The uncond half gets zero face features,
     zero audio tokens (zeros *after* audioproj) and no reference tokens; motion-frame features
-    are given to both.
+    are given to both. With `guidance_scale` <= 1 there is no guidance (as in diffusers
+    pipelines): the conditional half runs alone, half the work, and is the prediction.
+    `between_blocks` is handed to the UNet (Cancel checks inside the step).
     """
     unet = net.denoising_unet
     dtype = unet.conv_in.weight.dtype
     audio = audio_tokens.to(dtype)
+    if guidance_scale <= 1.0:
+        cond = unet(
+            latents.to(dtype),
+            timestep,
+            context=identity.face_tokens[1:],
+            audio_tokens=audio,
+            masks=identity.masks,
+            weights=weights,
+            # The cond half's reference rows and motion rows; the batch is all "cond" rows.
+            reference=[ReferenceLayer(tokens=layer.tokens, motion=layer.motion[1:]) for layer in reference],
+            face_features=identity.face_features,
+            between_blocks=between_blocks,
+        )
+        return StepOutput(guided=cond, cond=cond, uncond=None)
     out = unet(
         latents.to(dtype).repeat(2, 1, 1, 1, 1),
         timestep,
@@ -139,6 +156,7 @@ def guided_denoise_step(
         weights=weights,
         reference=reference,
         face_features=torch.cat([torch.zeros_like(identity.face_features), identity.face_features]),
+        between_blocks=between_blocks,
     )
     uncond, cond = out[:1], out[1:]
     return StepOutput(guided=uncond + guidance_scale * (cond - uncond), cond=cond, uncond=uncond)

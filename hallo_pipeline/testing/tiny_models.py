@@ -7,6 +7,7 @@ end to end in seconds on a CPU; the output is noise, which is all a test needs.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -77,17 +78,48 @@ def write_tiny_vae(folder: Path, seed: int) -> Path:
     return folder
 
 
+# What make_tiny_models writes under the root: the folders of the official layout.
+TINY_FOLDERS = ("hallo", "hallo2", "sd-vae-ft-mse", "wav2vec", "face_analysis", "audio_separator")
+
+
+def check_tiny_target(root: str | Path, force: bool = False) -> Path:
+    """Refuse a target that is a file, cannot be written, or already holds model files (real
+    weights live in folders of this very layout: random ones must never replace them silently)."""
+    from ..errors import InputError
+
+    root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{str(root)!r} is a file, not a folder; give make-tiny-models a new folder", "dir")
+    taken = [name for name in TINY_FOLDERS if (root / name).exists()]
+    if taken and not force:
+        raise InputError(
+            f"{str(root)!r} already holds {', '.join(n + '/' for n in taken)}: make-tiny-models would write random "
+            "weights over them (if these are the real weights, they would be lost). Use a folder of its own, e.g. "
+            f"{str(root.parent / (root.name + '-tiny'))!r}, or pass --force to replace them", "dir",
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"cannot write into {str(root)!r} ({exc.strerror or exc}); choose a writable folder", "dir") from exc
+    return root
+
+
 def make_tiny_models(
     root: str | Path,
     seed: int = 0,
     hallo2: bool = True,
     *,
+    force: bool = False,
     face_landmarker: bool = True,
     mediapipe_wheel: str | Path | None = None,
     download: bool = True,
 ) -> Path:
     """Write a model folder laid out like fudan-generative-ai/hallo (+ hallo2/net.pth).
 
+    Refuses a folder that already holds model folders unless `force` (`check_tiny_target`).
     The face landmark model is a real one: a Face Landmarker `.task` assembled from the face models
     of the mediapipe 0.10.21 wheel (`tiny_face_landmarker`), taken from `mediapipe_wheel`, an installed
     mediapipe 0.10.21, or (when `download`) fetched with `pip download`; without it
@@ -101,7 +133,7 @@ def make_tiny_models(
     from .tiny_separator import write_mdx_model
     from .tiny_wav2vec2 import write_tiny_wav2vec2
 
-    root = Path(root)
+    root = check_tiny_target(root, force)
     if face_landmarker:  # first: the one part that may need the network, so a failure leaves little behind
         write_face_landmarker(root / TASK_FILE, wheel=mediapipe_wheel, download=download)
     write_tiny_net(root / "hallo", seed)

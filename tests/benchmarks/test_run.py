@@ -7,6 +7,7 @@ import json
 import pytest
 
 
+@pytest.mark.slow  # half a minute on 2 cores
 def test_tiny_cpu_benchmark_writes_json_and_markdown(tmp_path) -> None:
     from benchmarks.run import main
 

@@ -7,31 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from hallo_pipeline.cli import main
 from hallo_pipeline.video import read_video_info
+from tests.media import write_wav as _wav
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _wav(path: Path, seconds: float, sr: int = 22050, channels: int = 2) -> Path:
-    import av
-    import numpy as np
-
-    t = np.arange(int(seconds * sr)) / sr
-    data = np.stack([0.3 * np.sin(2 * np.pi * (200 + 50 * c) * t) for c in range(channels)])
-    with av.open(str(path), "w") as c:
-        stream = c.add_stream("pcm_s16le", rate=sr)
-        stream.layout = "stereo" if channels == 2 else "mono"
-        frame = av.AudioFrame.from_ndarray((data * 32767).astype(np.int16).reshape(1, -1), format="s16",
-                                           layout=stream.layout.name)
-        frame.sample_rate = sr
-        for packet in stream.encode(frame):
-            c.mux(packet)
-        for packet in stream.encode(None):
-            c.mux(packet)
-    return path
 
 
 def test_animate_writes_h264_aac_at_25fps_cut_to_the_audio(tiny_model_folder, portrait_path, tmp_path) -> None:
@@ -64,7 +44,7 @@ def test_bad_image_is_an_error_message_not_a_traceback(tiny_model_folder, tmp_pa
     assert not (tmp_path / "o.mp4").exists()
 
 
-def test_attention_and_compile_reach_the_pipeline(tmp_path, monkeypatch) -> None:
+def test_attention_and_compile_reach_the_pipeline(tiny_model_folder, portrait_path, tmp_path, monkeypatch) -> None:
     from hallo_pipeline.errors import InputError
     from hallo_pipeline.pipeline import HalloPipeline
 
@@ -75,14 +55,17 @@ def test_attention_and_compile_reach_the_pipeline(tmp_path, monkeypatch) -> None
         raise InputError("stop here")
 
     monkeypatch.setattr(HalloPipeline, "load", load)
-    common = ["animate", "--image", "x.png", "--audio", "x.wav", "--output", str(tmp_path / "o.mp4")]
+    audio = _wav(tmp_path / "speech.wav", 0.3)
+    common = ["animate", "--image", str(portrait_path), "--audio", str(audio), "--output", str(tmp_path / "o.mp4"),
+              "--models", str(tiny_model_folder)]
     assert main(common) == 2 and (seen["attention"], seen["compile"]) == ("auto", False)
     assert main([*common, "--attention", "sage", "--compile"]) == 2
     assert (seen["attention"], seen["compile"]) == ("sage", True)
 
 
-def test_attention_flash_on_the_cpu_says_what_to_use(tiny_model_folder, tmp_path, capsys) -> None:
-    rc = main(["animate", "--image", "x.png", "--audio", "x.wav", "--output", str(tmp_path / "o.mp4"),
+def test_attention_flash_on_the_cpu_says_what_to_use(tiny_model_folder, portrait_path, tmp_path, capsys) -> None:
+    audio = _wav(tmp_path / "speech.wav", 0.3)
+    rc = main(["animate", "--image", str(portrait_path), "--audio", str(audio), "--output", str(tmp_path / "o.mp4"),
                "--models", str(tiny_model_folder), "--device", "cpu", "--attention", "flash"])
     assert rc == 2
     err = capsys.readouterr().err
@@ -119,7 +102,8 @@ def test_download_failure_says_what_to_do(tmp_path, monkeypatch, capsys) -> None
     assert "could not download" in err and "fudan-generative-ai/hallo" in err and "run the same command again" in err
 
 
-def test_a_bad_output_stops_the_command_before_the_models_load(tmp_path, monkeypatch, capsys) -> None:
+def test_a_bad_output_stops_the_command_before_the_models_load(tiny_model_folder, portrait_path, tmp_path, monkeypatch,
+                                                              capsys) -> None:
     from hallo_pipeline.errors import InputError
     from hallo_pipeline.pipeline import HalloPipeline
 
@@ -132,7 +116,8 @@ def test_a_bad_output_stops_the_command_before_the_models_load(tmp_path, monkeyp
     monkeypatch.setattr(HalloPipeline, "load", load)
     audio = _wav(tmp_path / "speech.wav", 0.3)
     before = audio.read_bytes()
-    common = ["animate", "--image", str(tmp_path / "face.png"), "--audio", str(audio), "--output"]
+    common = ["animate", "--image", str(portrait_path), "--audio", str(audio), "--models", str(tiny_model_folder),
+              "--output"]
     assert main([*common, str(audio)]) == 2
     err = capsys.readouterr().err
     assert f"error: output '{audio}' is the audio file '{audio}'; writing the video there would destroy the audio" in err
@@ -161,7 +146,7 @@ def animate(args):  # a run that is writing its video when the signal comes
         time.sleep(120)
     return 0
 
-cli._animate = animate
+cli.COMMANDS["animate"] = animate
 sys.exit(cli.main(["animate", "--image", "x.png", "--audio", "x.wav", "--output", sys.argv[1]]))
 """
 

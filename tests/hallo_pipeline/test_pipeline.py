@@ -54,12 +54,17 @@ def test_segments_equal_the_uninterrupted_run(pipeline, reference, audio) -> Non
     settings = pipeline.settings(steps=2, clip_length=CLIP, seed=3)
     whole = pipeline.sample(reference, audio, settings)
     first = pipeline.sample(reference, audio, settings, start_frame=0, end_frame=8)
-    second = pipeline.sample(reference, audio, settings, start_frame=8, end_frame=16, context=first.context)
-    third = pipeline.sample(reference, audio, settings, start_frame=16, context=second.context)
+    second = pipeline.sample(reference, audio, settings, end_frame=16, previous=first)
+    third = pipeline.sample(reference, audio, settings, previous=second)
     assert [s.frames.shape[0] for s in (first, second, third)] == [8, 8, 7]
     torch.testing.assert_close(stitch([third, first, second]), whole.frames, rtol=0, atol=1e-6)
-    with pytest.raises(InputError, match="not a multiple of the clip length"):
-        pipeline.sample(reference, audio, settings, start_frame=6, context=first.context)
+    after_the_end = pipeline.sample(reference, audio, settings, previous=third)
+    assert (after_the_end.frames.shape[0], after_the_end.start_frame) == (0, 23)
+    with pytest.raises(InputError, match="not a multiple of the clip length") as error:
+        pipeline.sample(reference, audio, settings, start_frame=6)
+    assert error.value.input == "start_frame"
+    with pytest.raises(InputError, match="does not match the previous segment"):
+        pipeline.sample(reference, audio, settings, start_frame=4, previous=first)
     with pytest.raises(InputError, match="segments do not join"):
         stitch([first, third])
 
@@ -129,11 +134,29 @@ def test_a_bad_output_fails_before_the_face_is_analysed(pipeline, portrait_path,
     settings = pipeline.settings(steps=1, clip_length=CLIP)
     with pytest.raises(InputError, match=r"output '.*speech\.wav' is the audio file"):
         pipeline.animate(portrait_path, str(audio), audio, settings, image_size=SIZE)
-    with pytest.raises(InputError, match=r"output '.*face\.png' is the image file"):
-        pipeline.animate(portrait_path, (_speech(0.3), 16000), portrait_path.parent / "x" / ".." / "face.png", settings)
+    with pytest.raises(InputError, match=r"output '.*portrait\.png' is the image file"):
+        pipeline.animate(portrait_path, (_speech(0.3), 16000), portrait_path.parent / "x" / ".." / portrait_path.name,
+                         settings)
     with pytest.raises(InputError, match=r"output '.*videos' is a folder"):
         pipeline.animate(portrait_path, str(audio), tmp_path / "videos", settings)
     with pytest.raises(InputError, match=r"output '.*result\.gif' ends in '\.gif'.*use '.*result\.mp4'"):
         pipeline.animate(portrait_path, str(audio), tmp_path / "result.gif", settings)
     assert audio.read_bytes() == b"RIFF the only copy"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav", "videos"]
+
+
+def test_bf16_end_to_end_on_the_cpu(tiny_model_folder, portrait_path, tmp_path) -> None:
+    """The GPU paths run in fp16/bf16; this runs every stage in reduced precision (bf16: the CPU has its kernels)."""
+    from hallo_pipeline.video import read_video_info
+
+    pipe = HalloPipeline.load(tiny_model_folder, device="cpu", dtype="bf16")
+    assert pipe.dtype == torch.bfloat16 and pipe.net.denoising_unet.conv_in.weight.dtype == torch.bfloat16
+    face = pipe.analyze_face(portrait_path, image_size=SIZE)
+    reference = pipe.prepare_reference(face)
+    audio = pipe.encode_audio(_speech(0.3), 16000, clip_length=CLIP)
+    segment = pipe.sample(reference, audio, pipe.settings(steps=2, clip_length=CLIP))
+    assert segment.frames.dtype == torch.float32 and torch.isfinite(segment.frames).all()
+    assert segment.frames.shape == (8, 3, SIZE, SIZE) and segment.frames.std() > 0.01
+    out = pipe.animate(portrait_path, (_speech(0.3), 16000), tmp_path / "bf16.mp4",
+                       pipe.settings(steps=1, clip_length=CLIP), image_size=SIZE)
+    assert read_video_info(out)["frames"] == 8

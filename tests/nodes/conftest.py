@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_tiny_models_or_skip
 from tests.nodes.comfy_env import comfy_env
 
 
@@ -18,9 +17,10 @@ def comfy(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory) -> Path:
-    """A complete tiny model folder (`make-tiny-models`): Hallo + Hallo2 nets, VAE, wav2vec2, face models."""
-    return make_tiny_models_or_skip(tmp_path_factory.mktemp("tiny_full") / "hallo")
+def tiny_models(tiny_model_folder) -> Path:
+    """The session's tiny model folder (`make-tiny-models`): Hallo + Hallo2 nets, VAE, wav2vec2, face models.
+    Shared by every test, so tests must not write into it (copy or link what they change)."""
+    return tiny_model_folder
 
 
 @pytest.fixture

@@ -187,3 +187,18 @@ def test_stitch_refuses_gaps_and_audio_batches(run, pipeline) -> None:
     batch = {"waveform": torch.zeros(2, 1, 16000), "sample_rate": 16000}
     with pytest.raises(InputError, match=r"HalloVideoStitch input 'audio': .* batch of 2 tracks"):
         run("HalloVideoStitch", frames=head, audio=batch, fps=25.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"cfg": float("nan")}, r"HalloSampler input 'cfg': guidance_scale must be a finite number"),
+        ({"lip_weight": 1e30}, r"HalloSampler input 'lip_weight': lip_weight 1e\+30 is out of range: use 0 to 5"),
+        ({"steps": 1001}, r"HalloSampler input 'steps': steps 1001 is out of range"),
+    ],
+)
+def test_bad_settings_name_the_node_input(run, pipeline, overrides, message) -> None:
+    env = run.env
+    (reference,) = run("HalloReferenceEncode", pipeline=pipeline, face=_face(env))
+    with pytest.raises(env.module("hallo_pipeline.errors").InputError, match=message):
+        _sample(run, pipeline, reference, _audio(env, pipeline), **overrides)

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import parity_dir
+from tests.conftest import PORTRAIT
 from tests.nodes.comfy_env import comfy_env
 
-INPUTS = parity_dir() / "inputs"
 SIZE = 128
 
 
@@ -42,12 +41,10 @@ def pipeline(run):
 
 @pytest.fixture(scope="module")
 def portrait():
-    """face.png as a ComfyUI IMAGE (LoadImage's layout: [1, H, W, 3] float in 0..1)."""
+    """The committed test portrait as a ComfyUI IMAGE (LoadImage's layout: [1, H, W, 3] float in 0..1)."""
     from PIL import Image
 
-    if not (INPUTS / "face.png").is_file():
-        pytest.skip(f"test inputs not found in {INPUTS}")
-    return torch.from_numpy(np.asarray(Image.open(INPUTS / "face.png").convert("RGB"), dtype=np.float32) / 255)[None]
+    return torch.from_numpy(np.asarray(Image.open(PORTRAIT).convert("RGB"), dtype=np.float32) / 255)[None]
 
 
 def _face_mask(run, pipeline, image, **overrides):
@@ -178,3 +175,25 @@ def test_vocal_separation_without_its_model_names_the_switch(tmp_path, tiny_mode
                            match=r"HalloAudioEmbed input 'separate_vocals': .*Kim_Vocal_2.onnx"):
             nodes["HalloAudioEmbed"].execute(pipeline=pipe, audio=_tone(1.0, 16000, 1), separate_vocals=True, mode="auto",
                                              clip_length=16)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name", "message"),
+    [
+        ({"face_expand_ratio": float("nan")}, "face_expand_ratio", r"face_expand_ratio must be a finite number"),
+        ({"face_expand_ratio": 1e9}, "face_expand_ratio", r"face_expand_ratio 1000000000.0 is out of range"),
+        ({"image_size": 0}, "image_size", r"image_size 0 cannot be used"),
+    ],
+)
+def test_face_mask_settings_are_checked_before_any_work(env, run, pipeline, portrait, overrides, name, message) -> None:
+    InputError = env.module("hallo_pipeline.errors").InputError
+    with pytest.raises(InputError, match=rf"HalloFaceMask input '{name}': {message}"):
+        _face_mask(run, pipeline, portrait, **overrides)
+
+
+def test_audio_embed_clip_length_is_checked_against_the_weights(env, run, pipeline) -> None:
+    audio = {"waveform": torch.zeros(1, 1, 16000), "sample_rate": 16000}
+    with pytest.raises(env.module("hallo_pipeline.errors").InputError,
+                       match=r"HalloAudioEmbed input 'clip_length': clip_length 31 is too long for these weights.*"
+                             r"use at most 30"):
+        run("HalloAudioEmbed", pipeline=pipeline, audio=audio, separate_vocals=False, mode="auto", clip_length=31)

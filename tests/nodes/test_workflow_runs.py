@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
-import wave
 
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import PORTRAIT
+from tests.media import write_wav
 from tests.nodes.comfy_env import REPO, comfy_env
 from tests.nodes.workflow_run import run_workflow
-
-INPUTS = SHARED / "parity" / "inputs"
 
 
 @pytest.fixture
 def input_dir(tmp_path):
-    """ComfyUI's input folder: face.png and the first second of the test speech as speech.wav."""
-    if not (INPUTS / "face.png").is_file():
-        pytest.skip(f"test inputs not found in {INPUTS}")
+    """ComfyUI's input folder: the test portrait as face.png and one second of sound as speech.wav."""
     folder = tmp_path / "input"
     folder.mkdir()
-    shutil.copy(INPUTS / "face.png", folder / "face.png")
-    with wave.open(str(INPUTS / "speech_16k.wav")) as src, wave.open(str(folder / "speech.wav"), "wb") as dst:
-        dst.setparams(src.getparams())
-        dst.writeframes(src.readframes(src.getframerate()))
+    shutil.copy(PORTRAIT, folder / "face.png")
+    write_wav(folder / "speech.wav", 1.0)
     return folder
 
 

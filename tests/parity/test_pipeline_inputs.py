@@ -61,11 +61,12 @@ def audio_outputs(parity_path) -> dict[str, torch.Tensor]:
     _require_cases()
     from hallo_pipeline.audio.features import AudioEncoder
     from hallo_pipeline.audio.io import load_audio
-    from hallo_pipeline.config import RunConfig
+    from hallo_pipeline.config import FPS
 
     s = CASE.settings
-    run = RunConfig.from_dict(json.loads((parity_path / "tiny_config.json").read_text()))
-    encoder = AudioEncoder(parity_path / "models" / "wav2vec2", fps=run.fps)
+    fps = json.loads((parity_path / "tiny_config.json").read_text()).get("fps", FPS)
+    assert fps == FPS, f"the fixture set was made at {fps} fps; the Hallo weights (and this code) run at {FPS}"
+    encoder = AudioEncoder(parity_path / "models" / "wav2vec2")
     waveform, rate = load_audio(parity_path / s["driving_audio"])
     features = encoder.encode(waveform, rate, clip_length=s["clip_length"])
     assert (features.frames, features.padded_frames) == (s["audio_length_frames"], s["padded_frames"])

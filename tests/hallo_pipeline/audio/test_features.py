@@ -273,3 +273,12 @@ def test_legacy_weight_norm_names_count_as_loaded() -> None:
         "encoder.layers.0.attention.q_proj.weight",
         "encoder.pos_conv_embed.conv.parametrizations.weight.original1",
     ]
+
+
+def test_the_frame_rate_is_the_one_the_weights_were_trained_at(wav2vec_dir) -> None:
+    """Video and audio features share one clock (25 fps); another rate would drift the lips off the sound."""
+    from hallo_pipeline.audio.features import AudioEncoder
+    from hallo_pipeline.errors import InputError
+
+    with pytest.raises(InputError, match=r"fps 30 cannot be used: the Hallo weights were trained at 25 fps"):
+        AudioEncoder(wav2vec_dir, fps=30)

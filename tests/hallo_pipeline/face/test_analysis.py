@@ -71,7 +71,7 @@ def test_options_are_checked(portrait_with_marker, analysis_models_dir) -> None:
         analyzer.analyze(portrait_with_marker, image_size=500)
     with pytest.raises(InputError, match="multiple_faces='all' is unknown"):
         analyzer.analyze(portrait_with_marker, multiple_faces="all")
-    with pytest.raises(InputError, match="face_expand_ratio must be positive"):
+    with pytest.raises(InputError, match="face_expand_ratio 0 is out of range: use 0.5 to 3"):
         analyzer.analyze(portrait_with_marker, face_expand_ratio=0)
 
 

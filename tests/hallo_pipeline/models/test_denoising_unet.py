@@ -120,3 +120,27 @@ def test_uncond_half_ignores_audio_and_face(net) -> None:
     other = _run(net, latents, identity, audio * 0 + 1.0, reference)
     assert torch.equal(other.uncond, base.uncond)
     assert (other.cond - base.cond).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_no_guidance_runs_the_conditional_half_alone(net, scale) -> None:
+    latents, identity, audio, reference = _inputs(net)
+    batches = []
+    hook = net.denoising_unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    try:
+        single = guided_denoise_step(net, latents, 500, identity, audio, reference, scale, RegionWeights())
+    finally:
+        hook.remove()
+    assert batches == [1]  # one forward of one clip, not the two CFG halves
+    assert single.uncond is None
+    both = guided_denoise_step(net, latents, 500, identity, audio, reference, 3.5, RegionWeights())
+    torch.testing.assert_close(single.guided, both.cond, rtol=1e-4, atol=1e-5)
+
+
+def test_between_blocks_is_called_inside_the_forward(net) -> None:
+    latents, identity, audio, reference = _inputs(net)
+    calls = []
+    guided_denoise_step(net, latents, 500, identity, audio, reference, 3.5, RegionWeights(),
+                        between_blocks=lambda: calls.append(1))
+    blocks = len(net.denoising_unet.down_blocks) + 1 + len(net.denoising_unet.up_blocks)
+    assert len(calls) == blocks

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from hallo_pipeline.config import RegionWeights
-from hallo_pipeline.errors import Cancelled
+from hallo_pipeline.errors import Cancelled, InputError
 from hallo_pipeline.models import RegionMasks
-from hallo_pipeline.sampling.clip_loop import ClipInputs, ClipSampler, MotionContext, SamplerSettings
+from hallo_pipeline.sampling.clip_loop import ClipInputs, ClipSampler, SamplerSettings
 from hallo_pipeline.sampling.guided_step import encode_identity
 from hallo_pipeline.vae import LatentCodec
 from tests.tiny import random_net, tiny_config, tiny_vae
@@ -56,9 +56,9 @@ def test_segments_stitch_to_the_uninterrupted_run(parts) -> None:
 
 def test_segment_needs_the_matching_context(parts) -> None:
     net, codec, inputs = parts
-    with pytest.raises(ValueError, match="continues clip 0"):
+    with pytest.raises(InputError, match="continues clip 0"):
         next(ClipSampler(net, codec, _settings()).run(inputs, range(2, 4)))
-    with pytest.raises(ValueError, match="goes past the audio's 4 clips"):
+    with pytest.raises(InputError, match="goes past the audio's 4 clips"):
         next(ClipSampler(net, codec, _settings()).run(inputs, range(0, 5)))
 
 
@@ -128,3 +128,38 @@ def test_cached_reference_rows_match_the_release_order(parts) -> None:
     uncached = next(ClipSampler(net, codec, _settings(cache_reference=False)).run(uncached_inputs))[0]
     assert cached_inputs.image_rows is not None and uncached_inputs.image_rows is None
     torch.testing.assert_close(cached, uncached, rtol=0, atol=2e-3)
+
+
+def test_cancel_stops_inside_a_denoising_step(parts) -> None:
+    net, codec, inputs = parts
+    checks, steps = [], []
+    blocks = len(net.denoising_unet.down_blocks) + 1 + len(net.denoising_unet.up_blocks)
+
+    def should_cancel() -> bool:
+        checks.append(1)
+        return len(checks) == 4  # the clip's own check, the step's, then inside the UNet
+
+    with pytest.raises(Cancelled):
+        list(ClipSampler(net, codec, _settings(), progress=steps.append, should_cancel=should_cancel).run(inputs))
+    assert steps == [] and len(checks) == 4 < 2 + blocks
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"steps": 0}, r"steps 0 is out of range: use 1 to 1000"),
+        ({"steps": 1001}, r"steps 1001 is out of range"),
+        ({"steps": 2.5}, r"steps must be a whole number"),
+        ({"guidance_scale": float("nan")}, r"guidance_scale must be a finite number"),
+        ({"seed": 2**64}, r"seed 18446744073709551616 is out of range"),
+        ({"clip_length": 0}, r"clip_length 0 is out of range: use 2 to"),
+        ({"clip_length": 1}, r"clip_length 1 is out of range"),
+        ({"weights": lambda: RegionWeights(lip=1e30)}, r"lip_weight 1e\+30 is out of range: use 0 to 5"),
+        ({"weights": lambda: RegionWeights(pose=float("nan"))}, r"pose_weight must be a finite number"),
+    ],
+)
+def test_settings_refuse_what_a_run_cannot_honour(change, message) -> None:
+    (key, value), = change.items()
+    with pytest.raises(InputError, match=message) as error:
+        SamplerSettings(**{"steps": 2, "clip_length": CLIP, key: value() if callable(value) else value})
+    assert error.value.input in (key, "guidance_scale", "pose_weight", "lip_weight")
