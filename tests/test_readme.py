@@ -40,7 +40,10 @@ def user_folder(tmp_path, portrait_path) -> Path:
     shutil.copy(portrait_path, tmp_path / "face.png")
     write_wav(tmp_path / "speech.wav", 1.5)  # 38 frames: three clips of 16, so the segments example splits
     (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "python").symlink_to(sys.executable)
+    # A script, not a link: a linked venv Python would not find its venv (pyvenv.cfg is looked up beside it).
+    python = tmp_path / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
     return tmp_path
 
 
