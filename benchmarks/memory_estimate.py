@@ -226,7 +226,8 @@ def estimate_generation(
     lat = size // 8
     ap = net.config.audioproj
     with torch.no_grad(), FlashAttentionFootprint(), memory:
-        masks = [RegionMasks(*(torch.rand((lat >> i) ** 2) for _ in range(3))) for i in range(len(net.config.unet.block_out_channels))]
+        masks = [RegionMasks(*(torch.rand((lat >> i) ** 2) for _ in range(3)))
+                 for i in range(len(net.config.unet.block_out_channels))]
         face_region = torch.zeros(3, size, size)
         identity = encode_identity(net, torch.randn(1, 512), face_region[None], masks)
         inputs = ClipInputs(
@@ -302,7 +303,8 @@ def main(argv=None) -> int:
             print(f"{mode:9s} {args.size}px {args.dtype} decode batch {batch:2d}: peak {est.peak_gib:.2f} GiB "
                   f"(weights on the GPU at the end {est.weights_resident_gib:.2f} GiB)")
     if args.out:
-        command = " ".join(["python -m benchmarks.memory_estimate", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+        command = " ".join(["python -m benchmarks.memory_estimate",
+                            *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
         args.out.with_suffix(".json").write_text(json.dumps({"command": command, "estimates": results}, indent=1))
         args.out.with_suffix(".md").write_text(markdown(results, command))
     return 0

@@ -114,7 +114,8 @@ def count_flops(config: NetConfig, size: int, frames: int) -> dict:
             guided_denoise_step(net, torch.randn(1, 4, frames, lat, lat), 999, identity, audio, reference, 3.5,
                                 RegionWeights())
         denoiser = fc.get_total_flops()
-    return {"denoiser_forward": denoiser, "reference_release_order": ref_release, "reference_per_clip_cached": ref_cached}
+    return {"denoiser_forward": denoiser, "reference_release_order": ref_release,
+            "reference_per_clip_cached": ref_cached}
 
 
 VAE_SIZES = {"tiny": TINY_VAE, "full": FULL_VAE}
@@ -282,7 +283,8 @@ def main(argv=None) -> int:
             lambda: reference_image_features(net, ref_lat[:1], inputs.identity.face_tokens), device),
         "reference_motion_per_clip": timed(
             lambda: motion_frame_features(net, ref_lat[1:], inputs.identity.face_tokens), device),
-        "vae_decode_per_frame": timed(lambda: LatentCodec(vae, decode_batch=1).decode(latents[0].transpose(0, 1)), device, 2),
+        "vae_decode_per_frame": timed(
+            lambda: LatentCodec(vae, decode_batch=1).decode(latents[0].transpose(0, 1)), device, 2),
         "vae_decode_batched_auto": timed(lambda: LatentCodec(vae).decode(latents[0].transpose(0, 1)), device, 2),
         "audio_features": audio_features_seconds(args.config, device, dtype, setup.clips * setup.frames / 25),
     }
@@ -329,7 +331,8 @@ def markdown(r: dict) -> str:
         "",
         f"`{r['command']}`",
         "",
-        f"device **{r['device']}** ({r['device_type']}), {r['dtype']}, attention {r['attention']}, {r['threads']} threads; "
+        f"device **{r['device']}** ({r['device_type']}), {r['dtype']}, attention {r['attention']}, "
+        f"{r['threads']} threads; "
         f"torch {r['versions']['torch']}, diffusers {r['versions']['diffusers']}; "
         f"{r['setup']['size']}x{r['setup']['size']}, {r['setup']['frames']} frames per clip, "
         f"{r['setup']['steps']} steps, {r['setup']['clips']} clips",
@@ -349,7 +352,8 @@ def markdown(r: dict) -> str:
         "",
         f"- denoiser forward: {f['denoiser_forward'] / 1e12:.3f} TFLOP counted, "
         f"{r['denoiser_tflops_achieved']:.3f} TFLOP/s achieved; measured matmul peak "
-        f"{r['matmul_peak_measured_tflops']:.3f} TFLOP/s -> {100 * r['denoiser_utilisation_of_measured_matmul_peak']:.1f} %"
+        f"{r['matmul_peak_measured_tflops']:.3f} TFLOP/s -> "
+        f"{100 * r['denoiser_utilisation_of_measured_matmul_peak']:.1f} %"
         + (f"; {100 * r['denoiser_utilisation_of_nominal_peak']:.1f} % of the nominal bf16 peak"
            if r["denoiser_utilisation_of_nominal_peak"] else ""),
         f"- ReferenceNet: {f['reference_release_order'] / 1e12:.3f} TFLOP per clip in release order, "

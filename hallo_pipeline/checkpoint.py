@@ -108,7 +108,8 @@ _PICKLE_PROTO = 0x80
 
 def _damaged(path: Path, detail: str) -> CheckpointError:
     return CheckpointError(
-        f"weights file {str(path)!r} is damaged or truncated, or not a weights file at all ({detail}); download it again"
+        f"weights file {str(path)!r} is damaged or truncated, or not a weights file at all ({detail}); "
+        "download it again"
     )
 
 

@@ -50,12 +50,14 @@ def _range(limit: Limit) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hallo_pipeline", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="also show the libraries' warnings and debug messages")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show the libraries' warnings and debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("animate", help="portrait + speech -> mp4 with sound")
     a.add_argument("--image", required=True, type=Path, help="portrait (square works best, face 50-70%% of the frame)")
-    a.add_argument("--audio", required=True, type=Path, help="speech: any format PyAV/FFmpeg reads (wav, mp3, m4a, ...)")
+    a.add_argument("--audio", required=True, type=Path,
+                   help="speech: any format PyAV/FFmpeg reads (wav, mp3, m4a, ...)")
     a.add_argument("--output", required=True, type=Path,
                    help="the .mp4 to write (written under a temporary name first; must not be the image or the audio)")
     a.add_argument("--models", type=Path, default=Path("models/hallo"), help="model folder in the official layout")
@@ -74,20 +76,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames per clip (default 16, as trained; at most 30 with the released weights)")
     a.add_argument("--face-expand-ratio", type=_option(FACE_EXPAND_RATIO, "--face-expand-ratio"),
                    default=FACE_EXPAND_RATIO.default, help=f"face box enlargement ({_range(FACE_EXPAND_RATIO)})")
-    a.add_argument("--hallo2", action="store_true", help="long-video mode with hallo2/net.pth (60 s audio chunks, motion-frame drop)")
-    a.add_argument("--separate-vocals", action="store_true", help="isolate the voice first (needs audio_separator/Kim_Vocal_2.onnx)")
+    a.add_argument("--hallo2", action="store_true",
+                   help="long-video mode with hallo2/net.pth (60 s audio chunks, motion-frame drop)")
+    a.add_argument("--separate-vocals", action="store_true",
+                   help="isolate the voice first (needs audio_separator/Kim_Vocal_2.onnx)")
     a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    a.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"], help="precision (auto: fp16 on GPU, fp32 on CPU)")
-    a.add_argument("--low-vram", action="store_true", help="keep the VAE, ReferenceNet and audio encoder off the GPU while idle")
+    a.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"],
+                   help="precision (auto: fp16 on GPU, fp32 on CPU)")
+    a.add_argument("--low-vram", action="store_true",
+                   help="keep the VAE, ReferenceNet and audio encoder off the GPU while idle")
     a.add_argument("--attention", default="auto", choices=ATTENTION_OPTIONS,
-                   help="attention kernel: auto/sdpa = PyTorch's scaled_dot_product_attention; flash = FlashAttention-3 "
+                   help="attention kernel: auto/sdpa = PyTorch's scaled_dot_product_attention; "
+                   "flash = FlashAttention-3 "
                    "or -2, sage = SageAttention (both need their package, a CUDA GPU and fp16/bf16)")
     a.add_argument("--compile", action="store_true",
                    help="torch.compile the denoising UNet; the first denoising step pays the compile time")
 
     t = sub.add_parser("make-tiny-models",
-                       help="write a complete model folder with tiny random weights (for trying the pack without the real weights)")
-    t.add_argument("dir", type=Path, help="a new folder of its own, e.g. models/hallo-tiny (never the folder of the real weights)")
+                       help="write a complete model folder with tiny random weights "
+                       "(for trying the pack without the real weights)")
+    t.add_argument("dir", type=Path,
+                   help="a new folder of its own, e.g. models/hallo-tiny (never the folder of the real weights)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--mediapipe-wheel", type=Path, default=None,
                    help="a mediapipe 0.10.21 wheel file to take the face landmark models from (default: the installed "

@@ -251,7 +251,9 @@ class Limit:
         kind = "a whole number" if self.whole else "a finite number"
         ok_type = isinstance(value, int) if self.whole else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok_type or (not self.whole and not math.isfinite(value)):
-            raise InputError(f"{name} must be {kind} from {self.low:g} to {self.high:g}, got {value!r}; {self.hint}", name)
+            raise InputError(
+                f"{name} must be {kind} from {self.low:g} to {self.high:g}, got {value!r}; {self.hint}", name
+            )
         if not self.low <= value <= self.high:
             raise InputError(f"{name} {value!r} is out of range: use {self.low:g} to {self.high:g}; {self.hint}", name)
         return value

@@ -19,10 +19,14 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise InputError(f"device {device!r} is unknown; use auto, cpu, cuda or cuda:N (N = the GPU's number)", "device") from None
+        raise InputError(
+            f"device {device!r} is unknown; use auto, cpu, cuda or cuda:N (N = the GPU's number)", "device"
+        ) from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"device {str(device)!r} was asked for but no CUDA GPU is available; use device 'cpu'", "device")
+            raise InputError(
+                f"device {str(device)!r} was asked for but no CUDA GPU is available; use device 'cpu'", "device"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise InputError(
                 f"device {str(device)!r} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
@@ -30,7 +34,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
             )
     elif device.type == "mps":
         if not torch.backends.mps.is_available():
-            raise InputError("device 'mps' was asked for but this PyTorch build or Mac has no MPS; use device 'cpu'", "device")
+            raise InputError(
+                "device 'mps' was asked for but this PyTorch build or Mac has no MPS; use device 'cpu'", "device"
+            )
     elif device.type != "cpu":
         raise InputError(f"device {str(device)!r} is not supported; use auto, cpu, cuda, cuda:N or mps", "device")
     return device

@@ -194,7 +194,8 @@ class HalloPipeline:
         mode: str = "auto",
     ):
         """wav2vec2 windows of any waveform ((C, T) or (T,), any rate), padded to whole clips (`AudioFeatures`)."""
-        clip_length = CLIP_LENGTH.default if clip_length is None else check_clip_length(clip_length, self.net.config.motion)
+        clip_length = (CLIP_LENGTH.default if clip_length is None
+                       else check_clip_length(clip_length, self.net.config.motion))
         chunk_seconds = self.audio_chunk_seconds(mode)
         encoder = self.audio_encoder
         separator = self.vocal_separator() if separate_vocals else None
@@ -240,7 +241,9 @@ class HalloPipeline:
     def check_settings(self, settings: SamplerSettings) -> SamplerSettings:
         """What these weights add to `SamplerSettings`' own checks: the longest clip they can run."""
         if not isinstance(settings, SamplerSettings):
-            raise InputError(f"settings must be a SamplerSettings (see HalloPipeline.settings), got {settings!r}", "settings")
+            raise InputError(
+                f"settings must be a SamplerSettings (see HalloPipeline.settings), got {settings!r}", "settings"
+            )
         check_clip_length(settings.clip_length, self.net.config.motion)
         return settings
 
@@ -295,7 +298,7 @@ class HalloPipeline:
         empty (so a plan made for long audio also runs on short audio).
         """
         parts, context, start = [], None, None
-        for frames, context, first in self.iter_clips(reference, audio, settings, **kwargs):
+        for frames, context, first in self.iter_clips(reference, audio, settings, **kwargs):  # noqa: B007 - last context used after the loop
             start = first if start is None else start
             parts.append(frames)
         if not parts:

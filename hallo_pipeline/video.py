@@ -73,7 +73,8 @@ def check_output_path(output: str | Path, inputs: Mapping[str, str | Path | None
     path = path.parent.resolve() / path.name
     for name, value in (inputs or {}).items():
         if value is not None and _same_file(path, Path(value).expanduser()):
-            other = path.with_suffix(".mp4") if path.suffix.lower() != ".mp4" else path.with_name(f"{path.stem}_video.mp4")
+            other = (path.with_suffix(".mp4") if path.suffix.lower() != ".mp4"
+                     else path.with_name(f"{path.stem}_video.mp4"))
             raise InputError(
                 f"output '{path}' is the {name} file '{value}'; writing the video there would destroy "
                 f"the {name}. Choose another output name, e.g. '{other}'"

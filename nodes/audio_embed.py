@@ -38,13 +38,15 @@ class HalloAudioEmbed(io.ComfyNode):
             "count; optional vocal separation for speech over music.",
             inputs=[
                 PIPELINE.Input("pipeline", tooltip="From Hallo Model Loader; its model folder provides wav2vec2."),
-                io.Audio.Input("audio", tooltip="The speech (any sample rate, mono or stereo; one track, not a batch)."),
+                io.Audio.Input("audio",
+                               tooltip="The speech (any sample rate, mono or stereo; one track, not a batch)."),
                 io.Boolean.Input(
                     "separate_vocals", default=False,
                     tooltip="Isolate the voice before embedding (for speech over music or noise). Needs "
                     "audio_separator/Kim_Vocal_2.onnx in the model folder.",
                 ),
-                io.Combo.Input("mode", options=MODES, default="auto", tooltip=MODE_TOOLTIP + " Use the sampler's mode."),
+                io.Combo.Input("mode", options=MODES, default="auto",
+                               tooltip=MODE_TOOLTIP + " Use the sampler's mode."),
                 io.Int.Input(
                     "clip_length", default=CLIP_LENGTH.default, min=CLIP_LENGTH.low, max=30, step=1,
                     tooltip="Frames generated per clip (Hallo: 16, as trained; at most 30 with the released weights, "
@@ -53,11 +55,13 @@ class HalloAudioEmbed(io.ComfyNode):
                 ),
             ],
             outputs=[
-                AUDIO_FEATURES.Output("hallo_audio", display_name="hallo_audio", tooltip="Audio features for Hallo Sampler."),
+                AUDIO_FEATURES.Output("hallo_audio", display_name="hallo_audio",
+                                      tooltip="Audio features for Hallo Sampler."),
                 io.Int.Output("frame_count", display_name="frame_count",
                               tooltip="Frames of video the audio needs at 25 fps (its true length, not padded)."),
                 io.Audio.Output("audio_used", display_name="audio",
-                                tooltip="The track the features were computed from (before vocal separation), for Hallo Video Stitch."),
+                                tooltip="The track the features were computed from (before vocal separation), "
+                                "for Hallo Video Stitch."),
             ],
         )
 

@@ -63,7 +63,8 @@ def model_folder_path(label: str) -> Path:
     folders = model_folders()
     if label not in folders:
         raise InputError(
-            f"model folder {label!r} is not among the Hallo model folders ComfyUI knows ({', '.join(folders) or 'none'}); "
+            f"model folder {label!r} is not among the Hallo model folders ComfyUI knows "
+            f"({', '.join(folders) or 'none'}); "
             f"put the weights under {os.path.join(folder_paths.models_dir, MODEL_FOLDER_KIND)} (or add a 'hallo:' path "
             "to extra_model_paths.yaml), then refresh ComfyUI and pick it"
         )
@@ -96,8 +97,8 @@ def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 
 class HalloModelPart(torch.nn.Module):
-    """One unit ComfyUI loads and offloads (its log names it by this class); a plain container, because ModelPatcher writes
-    bookkeeping attributes (`device`, ...) onto the module it wraps, which diffusers and
+    """One unit ComfyUI loads and offloads (its log names it by this class); a plain container, because
+    ModelPatcher writes bookkeeping attributes (`device`, ...) onto the module it wraps, which diffusers and
     transformers models refuse (their `device` is a read-only property)."""
 
     def __init__(self, modules):

@@ -21,7 +21,8 @@ class HalloFaceMask(io.ComfyNode):
             description="Finds the face (mediapipe landmarks), builds Hallo's pose / face / lip region masks and the "
             "identity embedding (insightface), and prepares the reference image at the working size.",
             inputs=[
-                PIPELINE.Input("pipeline", tooltip="From Hallo Model Loader; its model folder provides the face models."),
+                PIPELINE.Input("pipeline",
+                               tooltip="From Hallo Model Loader; its model folder provides the face models."),
                 io.Image.Input(
                     "image", tooltip="The portrait: one image, the face frontal and about 50-70% of the frame; it is "
                     "resized to a square of image_size (crop it square first to avoid stretching).",
@@ -38,7 +39,8 @@ class HalloFaceMask(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "multiple_faces", options=["error", "largest"], default="error",
-                    tooltip="What to do with several faces: error (stop and say so) or largest (animate the largest face).",
+                    tooltip="What to do with several faces: error (stop and say so) or largest "
+                    "(animate the largest face).",
                 ),
                 io.Boolean.Input(
                     "allow_missing_identity", default=False,
@@ -57,7 +59,8 @@ class HalloFaceMask(io.ComfyNode):
                 io.Mask.Output("lip_mask", display_name="lip_mask",
                                tooltip="Region the lip weight acts on: the blurred lip box."),
                 io.Mask.Output("face_region", display_name="face_region",
-                               tooltip="The face box given to the FaceLocator (and kept intact by Hallo2's motion-frame drop)."),
+                               tooltip="The face box given to the FaceLocator "
+                               "(and kept intact by Hallo2's motion-frame drop)."),
             ],
         )
 

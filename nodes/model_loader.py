@@ -28,7 +28,8 @@ class HalloModelLoader(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "variant", options=["auto", "hallo", "hallo2"], default="auto",
-                    tooltip="Which weights to load: hallo/net.pth or hallo2/net.pth. auto: Hallo when present, else Hallo2.",
+                    tooltip="Which weights to load: hallo/net.pth or hallo2/net.pth. "
+                    "auto: Hallo when present, else Hallo2.",
                 ),
                 io.Combo.Input(
                     "precision", options=glue.PRECISIONS, default="auto",
@@ -38,15 +39,18 @@ class HalloModelLoader(io.ComfyNode):
                 io.Combo.Input(
                     "device", options=glue.DEVICE_OPTIONS, default="auto",
                     tooltip="auto: ComfyUI's GPU; ComfyUI moves our networks on and off it as memory requires. "
-                    "low_vram: as auto, and the VAE, ReferenceNet and audio encoder leave the GPU right after each use. "
+                    "low_vram: as auto, and the VAE, ReferenceNet and audio encoder leave the GPU "
+                    "right after each use. "
                     "cpu: run everything on the CPU (slow).",
                 ),
                 # Optional, so API-format prompts saved before this input existed still validate.
                 io.Combo.Input(
                     "attention", options=glue.ATTENTIONS, default="auto", optional=True,
                     tooltip="Attention kernel of the UNets. auto / sdpa: PyTorch's scaled_dot_product_attention, which "
-                    "picks its own fused kernel on a GPU. flash: FlashAttention-3 (Hopper GPUs), else FlashAttention-2. "
-                    "sage: SageAttention (8-bit quantised attention: results differ slightly from sdpa). flash and sage need "
+                    "picks its own fused kernel on a GPU. "
+                    "flash: FlashAttention-3 (Hopper GPUs), else FlashAttention-2. "
+                    "sage: SageAttention (8-bit quantised attention: results differ slightly from sdpa). "
+                    "flash and sage need "
                     "their Python package (flash-attn / sageattention), a CUDA GPU and fp16 or bf16 precision.",
                 ),
             ],

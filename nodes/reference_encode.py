@@ -22,7 +22,8 @@ class HalloReferenceEncode(io.ComfyNode):
                 PIPELINE.Input("pipeline", tooltip="From Hallo Model Loader."),
                 FACE.Input("face", tooltip="From Hallo Face Mask."),
             ],
-            outputs=[REFERENCE.Output("reference", display_name="reference", tooltip="The encoded portrait for Hallo Sampler.")],
+            outputs=[REFERENCE.Output("reference", display_name="reference",
+                                      tooltip="The encoded portrait for Hallo Sampler.")],
         )
 
     @classmethod

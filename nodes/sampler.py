@@ -38,7 +38,8 @@ class HalloSampler(io.ComfyNode):
                 io.Int.Input("steps", default=STEPS.default, min=STEPS.low, max=STEPS.high,
                              tooltip="Denoising (DDIM) steps per clip. Hallo: 40."),
                 io.Float.Input("cfg", default=GUIDANCE.default, min=GUIDANCE.low, max=GUIDANCE.high, step=0.1,
-                               tooltip="Guidance scale. 1.0 or less = no guidance: one network pass per step instead of "
+                               tooltip="Guidance scale. 1.0 or less = no guidance: "
+                               "one network pass per step instead of "
                                "two, so about half the time. Hallo: 3.5."),
                 io.Int.Input(
                     "seed", default=SEED.default, min=SEED.low, max=SEED.high, control_after_generate=True,
@@ -49,7 +50,8 @@ class HalloSampler(io.ComfyNode):
                 io.Int.Input(
                     "start_frame", default=0, min=0, max=MAX_FRAME,
                     tooltip="First frame of this segment, a multiple of the clip length. With 'previous' connected it "
-                    "is taken from there (leave 0). Without it, a later start begins from the portrait (a visible seam).",
+                    "is taken from there (leave 0). "
+                    "Without it, a later start begins from the portrait (a visible seam).",
                 ),
                 io.Int.Input(
                     "end_frame", default=0, min=0, max=MAX_FRAME,
@@ -62,7 +64,8 @@ class HalloSampler(io.ComfyNode):
                     "video has no seam. If it already reaches the end of the audio, this segment is empty.",
                 ),
             ],
-            outputs=[FRAMES.Output("frames", display_name="frames", tooltip="The generated segment, for Hallo Video Stitch.")],
+            outputs=[FRAMES.Output("frames", display_name="frames",
+                                   tooltip="The generated segment, for Hallo Video Stitch.")],
         )
 
     @classmethod

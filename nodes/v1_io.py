@@ -61,7 +61,8 @@ class _FloatInput(_Input):
 
 
 class _BooleanInput(_Input):
-    def __init__(self, id, display_name=None, optional=False, tooltip=None, default=None, label_on=None, label_off=None):
+    def __init__(self, id, display_name=None, optional=False, tooltip=None, default=None,
+                 label_on=None, label_off=None):
         super().__init__(id, display_name, optional, tooltip, default=default, label_on=label_on, label_off=label_off)
 
 

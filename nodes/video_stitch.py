@@ -23,7 +23,8 @@ class HalloVideoStitch(io.ComfyNode):
             "face restorers) and a VIDEO for Save Video.",
             inputs=[
                 FRAMES.Input("frames", tooltip="A segment from Hallo Sampler (or the first of several)."),
-                io.Audio.Input("audio", tooltip="The speech, e.g. the 'audio' output of Hallo Audio Embed or Load Audio."),
+                io.Audio.Input("audio",
+                               tooltip="The speech, e.g. the 'audio' output of Hallo Audio Embed or Load Audio."),
                 io.Float.Input(
                     "fps", default=25.0, min=1.0, max=120.0, step=1.0,
                     tooltip="Frame rate of the VIDEO, also used to cut the audio. Hallo's frames are 25 per second of "
@@ -49,5 +50,6 @@ class HalloVideoStitch(io.ComfyNode):
         with blame(NODE_ID, "audio"):
             waveform, sample_rate = single_audio(audio)
         start = min(s.start_frame for s in segments)
-        cut = make_audio(glue.to_output(cut_audio(waveform, sample_rate, start / fps, images.shape[0] / fps)), sample_rate)
+        cut = make_audio(glue.to_output(cut_audio(waveform, sample_rate, start / fps, images.shape[0] / fps)),
+                         sample_rate)
         return io.NodeOutput(images, cut, glue.make_video(images, cut, fps))

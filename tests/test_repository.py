@@ -30,7 +30,8 @@ def test_library_never_imports_comfyui() -> None:
 def test_importing_the_library_is_cheap() -> None:
     code = (
         "import sys, hallo_pipeline, hallo_pipeline.config, hallo_pipeline.errors;"
-        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'mediapipe', 'insightface', 'cv2') if m in sys.modules];"
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'mediapipe', 'insightface', 'cv2') "
+        "if m in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
@@ -52,5 +53,6 @@ def test_requirements_never_list_torch() -> None:
     assert not names & {"torch", "torchvision", "torchaudio"}
     pyproject = (REPO / "pyproject.toml").read_text()
     deps = re.search(r"^dependencies = \[(.*?)\]", pyproject, re.S | re.M).group(1)
-    listed = {re.split(r"[<>=!~\[; ]", d.strip().strip('",'))[0].lower() for d in deps.split("\n") if d.strip().startswith('"')}
+    listed = {re.split(r"[<>=!~\[; ]", d.strip().strip('",'))[0].lower() for d in deps.split("\n")
+              if d.strip().startswith('"')}
     assert listed == names, "pyproject dependencies must mirror requirements.txt"

@@ -225,7 +225,7 @@ class ClipSampler:
             else:
                 motion = context.frames * 2 - 1
             drop_rand, noise = _draw_clip_randomness(generator, s, (height, width), latent_shape)
-            trace = lambda name, tensor: self.trace(f"clip{clip}.{name}", tensor)  # noqa: E731
+            trace = lambda name, tensor, clip=clip: self.trace(f"clip{clip}.{name}", tensor)  # noqa: E731
             trace("initial_noise", noise)
             if drop_rand is not None:
                 keep = motion_keep_mask(drop_rand, inputs.face_region, s.motion_drop_rate)

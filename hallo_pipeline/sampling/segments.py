@@ -109,7 +109,8 @@ def _continue_from(previous: FrameSegment, total: int, clip: int, start_frame: i
 def _start_at(total: int, clip: int, start_frame: int) -> tuple[int, MotionContext | None]:
     if start_frame >= total:
         raise InputError(
-            f"start_frame {start_frame} is past the end of the audio ({total} frames); use a smaller value", "start_frame"
+            f"start_frame {start_frame} is past the end of the audio ({total} frames); use a smaller value",
+            "start_frame",
         )
     if start_frame % clip:
         below = start_frame - start_frame % clip

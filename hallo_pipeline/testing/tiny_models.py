@@ -103,7 +103,9 @@ def check_tiny_target(root: str | Path, force: bool = False) -> Path:
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise InputError(f"cannot write into {str(root)!r} ({exc.strerror or exc}); choose a writable folder", "dir") from exc
+        raise InputError(
+            f"cannot write into {str(root)!r} ({exc.strerror or exc}); choose a writable folder", "dir"
+        ) from exc
     return root
 
 

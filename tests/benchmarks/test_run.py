@@ -27,7 +27,8 @@ def test_tiny_cpu_benchmark_writes_json_and_markdown(tmp_path) -> None:
     assert flops["denoiser_forward"] > 0
     assert abs(flops["reference_per_clip_cached"] / flops["reference_release_order"] - 4 / 6) < 0.01
     assert 0 < result["denoiser_utilisation_of_measured_matmul_peak"] < 1
-    assert "| baseline |" in (tmp_path / "t.md").read_text() and "fp32, attention auto," in (tmp_path / "t.md").read_text()
+    assert ("| baseline |" in (tmp_path / "t.md").read_text()
+            and "fp32, attention auto," in (tmp_path / "t.md").read_text())
 
 
 def test_an_attention_kernel_that_cannot_run_stops_before_any_timing(tmp_path, capsys, monkeypatch) -> None:

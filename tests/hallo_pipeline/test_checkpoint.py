@@ -145,7 +145,8 @@ def test_sd15_checkpoint_is_recognised(tmp_path: Path) -> None:
         "first_stage_model.encoder.conv_in.weight": torch.zeros(4, 3, 3, 3),
     }
     path = _save_pth(state, tmp_path / "net.pth")
-    with pytest.raises(CheckpointError, match=r"is a Stable Diffusion checkpoint.*not a Hallo net\.pth.*hallo/net\.pth"):
+    with pytest.raises(CheckpointError,
+                       match=r"is a Stable Diffusion checkpoint.*not a Hallo net\.pth.*hallo/net\.pth"):
         load_net(path)
 
 

@@ -120,7 +120,8 @@ def test_a_bad_output_stops_the_command_before_the_models_load(tiny_model_folder
               "--output"]
     assert main([*common, str(audio)]) == 2
     err = capsys.readouterr().err
-    assert f"error: output '{audio}' is the audio file '{audio}'; writing the video there would destroy the audio" in err
+    assert (f"error: output '{audio}' is the audio file '{audio}'; "
+            "writing the video there would destroy the audio") in err
     (tmp_path / "folder").mkdir()
     assert main([*common, str(tmp_path / "folder")]) == 2
     assert "is a folder; give a file name inside it" in capsys.readouterr().err

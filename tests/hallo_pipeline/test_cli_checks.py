@@ -95,7 +95,8 @@ def test_missing_inputs_are_reported_before_loading(files, tiny_model_folder, no
     assert f"error: image file '{files['image']}' does not exist" in capsys.readouterr().err
 
 
-def test_a_missing_model_part_is_reported_before_loading(files, tiny_model_folder, tmp_path, no_loading, capsys) -> None:
+def test_a_missing_model_part_is_reported_before_loading(files, tiny_model_folder, tmp_path, no_loading,
+                                                         capsys) -> None:
     models = tmp_path / "models"
     models.mkdir()
     for part in ("hallo", "sd-vae-ft-mse", "face_analysis"):  # no wav2vec/

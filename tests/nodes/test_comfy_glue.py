@@ -46,7 +46,8 @@ def test_precision_auto_follows_comfyui(comfy) -> None:
     assert glue.choose_dtype("auto", gpu) == torch.float16
     mm.fp16_supported = False
     assert glue.choose_dtype("auto", gpu) == torch.bfloat16
-    assert glue.choose_dtype("fp32", gpu) == torch.float32 and glue.choose_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    assert (glue.choose_dtype("fp32", gpu) == torch.float32
+            and glue.choose_dtype("bf16", torch.device("cpu")) == torch.bfloat16)
     assert glue.choose_devices("cpu") == (torch.device("cpu"), torch.device("cpu"))
     mm.torch_device = gpu
     assert glue.choose_devices("auto") == (gpu, torch.device("cpu"))

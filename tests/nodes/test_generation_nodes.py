@@ -32,7 +32,8 @@ def run(tmp_path_factory, tiny_models):
 
 @pytest.fixture(scope="module")
 def pipeline(run):
-    (pipe,) = run("HalloModelLoader", model_folder="hallo", variant="auto", precision="auto", device="auto", attention="auto")
+    (pipe,) = run("HalloModelLoader", model_folder="hallo", variant="auto", precision="auto", device="auto",
+                  attention="auto")
     return pipe
 
 

@@ -10,7 +10,8 @@ from tests.nodes.comfy_env import comfy_env
 
 def test_loads_the_tiny_models_on_comfyuis_devices(comfy_with_models) -> None:
     env = comfy_with_models
-    (pipeline,) = env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu", attention="auto").args
+    (pipeline,) = env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="fp32",
+                                                          device="cpu", attention="auto").args
     assert pipeline.variant == "hallo" and pipeline.dtype == torch.float32 and pipeline.device == torch.device("cpu")
     assert isinstance(pipeline.placement, env.module("nodes.comfy_glue").ComfyPlacement)
 
@@ -25,7 +26,8 @@ def test_prompts_saved_before_the_attention_input_still_load(comfy_with_models) 
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda d: d.mkdir(parents=True), r"HalloModelLoader input 'model_folder': no Hallo weights found in model folder"),
+        (lambda d: d.mkdir(parents=True),
+         r"HalloModelLoader input 'model_folder': no Hallo weights found in model folder"),
         (lambda d: None, r"HalloModelLoader input 'model_folder': model folder .* does not exist"),
     ],
 )
@@ -33,7 +35,8 @@ def test_loader_errors_name_the_model_folder_input(tmp_path, make, message) -> N
     make(tmp_path / "models" / "hallo")
     with comfy_env(tmp_path / "models") as env:
         with pytest.raises(env.module("hallo_pipeline.errors").CheckpointError, match=message):
-            env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto", attention="auto")
+            env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto",
+                                                    device="auto", attention="auto")
 
 
 def test_loader_error_for_a_folder_without_vae(tmp_path, tiny_models) -> None:
@@ -41,8 +44,10 @@ def test_loader_error_for_a_folder_without_vae(tmp_path, tiny_models) -> None:
     (tmp_path / "models" / "hallo" / "hallo").symlink_to(tiny_models / "hallo", target_is_directory=True)
     with comfy_env(tmp_path / "models") as env:
         with pytest.raises(env.module("hallo_pipeline.errors").CheckpointError,
-                           match=r"HalloModelLoader input 'model_folder': model folder .* is incomplete; missing: .*sd-vae-ft-mse.* in the folder "):
-            env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto", attention="auto")
+                           match=r"HalloModelLoader input 'model_folder': model folder .* is incomplete; "
+                           r"missing: .*sd-vae-ft-mse.* in the folder "):
+            env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto",
+                                                    device="auto", attention="auto")
 
 
 def test_an_attention_kernel_that_cannot_run_names_the_attention_input(comfy_with_models) -> None:

@@ -8,7 +8,8 @@ import sys
 
 from tests.nodes.comfy_env import REPO, STANDIN, comfy_env
 
-NODE_IDS = ["HalloModelLoader", "HalloFaceMask", "HalloAudioEmbed", "HalloReferenceEncode", "HalloSampler", "HalloVideoStitch"]
+NODE_IDS = ["HalloModelLoader", "HalloFaceMask", "HalloAudioEmbed", "HalloReferenceEncode", "HalloSampler",
+            "HalloVideoStitch"]
 
 
 def test_v3_comfyui_gets_the_nodes_from_the_entry_point(comfy) -> None:
@@ -65,10 +66,12 @@ def test_importing_the_pack_loads_no_heavy_or_optional_library() -> None:
         "import folder_paths;"  # ComfyUI imports it before any custom node
         "from tests.nodes.comfy_env import load_pack; pack = load_pack();"
         "assert pack.comfy_entrypoint is not None;"
-        "heavy = [m for m in ('mediapipe', 'insightface', 'onnxruntime', 'cv2', 'diffusers', 'transformers', 'av') if m in sys.modules];"
+        "heavy = [m for m in ('mediapipe', 'insightface', 'onnxruntime', 'cv2', 'diffusers', 'transformers', 'av') "
+        "if m in sys.modules];"
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(STANDIN), str(REPO)], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code, str(STANDIN), str(REPO)], capture_output=True, text=True,
+                         check=True)
     assert out.stdout.strip() == ""
 
 

@@ -36,7 +36,8 @@ def run(env):
 
 @pytest.fixture(scope="module")
 def pipeline(run):
-    return run("HalloModelLoader", model_folder="hallo", variant="auto", precision="auto", device="auto", attention="auto")[0]
+    return run("HalloModelLoader", model_folder="hallo", variant="auto", precision="auto", device="auto",
+               attention="auto")[0]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,8 @@ def test_face_mask_image_errors(env, run, pipeline, portrait, change, error, mes
 
 def test_face_mask_image_size_error_names_its_input(env, run, pipeline, portrait) -> None:
     InputError = env.module("hallo_pipeline.errors").InputError
-    with pytest.raises(InputError, match=r"HalloFaceMask input 'image_size': image_size 100 cannot be used.* multiple of 64"):
+    with pytest.raises(InputError,
+                       match=r"HalloFaceMask input 'image_size': image_size 100 cannot be used.* multiple of 64"):
         _face_mask(run, pipeline, portrait, image_size=100)
 
 
@@ -95,10 +97,12 @@ def test_no_identity_face_stops_unless_allowed(tmp_path, tiny_models, portrait) 
     write_tiny_face_models(models / "hallo" / "face_analysis" / "models")  # replaces the fixed-face detector
     with comfy_env(models) as env:
         nodes = env.nodes()
-        pipe = nodes["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto", attention="auto").args[0]
+        pipe = nodes["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto",
+                                                 attention="auto").args[0]
         run = lambda **kw: nodes["HalloFaceMask"].execute(**kw).args  # noqa: E731
         with pytest.raises(env.module("hallo_pipeline.errors").InputError,
-                           match=r"HalloFaceMask input 'image': the face recogniser found no face.*allow_missing_identity"):
+                           match=r"HalloFaceMask input 'image': the face recogniser found no face"
+                           r".*allow_missing_identity"):
             _face_mask(lambda _, **kw: run(**kw), pipe, portrait)
         face = _face_mask(lambda _, **kw: run(**kw), pipe, portrait, allow_missing_identity=True)[0]
         assert face.embedding.abs().sum() == 0
@@ -109,7 +113,8 @@ def test_face_models_missing_from_the_model_folder_blame_the_pipeline(tmp_path, 
     shutil.copytree(tiny_models, models / "hallo", ignore=shutil.ignore_patterns("face_analysis", "hallo2"))
     with comfy_env(models) as env:
         nodes = env.nodes()
-        pipe = nodes["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto", attention="auto").args[0]
+        pipe = nodes["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto",
+                                                 attention="auto").args[0]
         with pytest.raises(env.module("hallo_pipeline.errors").CheckpointError,
                            match=r"HalloFaceMask input 'pipeline': .*face_analysis"):
             nodes["HalloFaceMask"].execute(pipeline=pipe, image=portrait, image_size=SIZE, face_expand_ratio=1.2,
@@ -139,7 +144,8 @@ def test_audio_embed_takes_any_rate_and_channels(run, pipeline) -> None:
     assert hallo_audio.features.features.shape[0] == 40 and hallo_audio.clip_length == 8
     assert hallo_audio.mode == "hallo" and abs(hallo_audio.seconds - 1.3) < 1e-6
     assert torch.equal(used["waveform"], audio["waveform"]) and used["sample_rate"] == 44100
-    long_mode = run("HalloAudioEmbed", pipeline=pipeline, audio=audio, separate_vocals=False, mode="hallo2", clip_length=16)[0]
+    long_mode = run("HalloAudioEmbed", pipeline=pipeline, audio=audio, separate_vocals=False, mode="hallo2",
+                    clip_length=16)[0]
     assert long_mode.mode == "hallo2" and long_mode.features.features.shape[0] == 48
 
 
@@ -151,14 +157,17 @@ def test_audio_embed_takes_any_rate_and_channels(run, pipeline) -> None:
     ],
 )
 def test_audio_embed_errors_name_the_input(env, run, pipeline, audio, name, message) -> None:
-    with pytest.raises(env.module("hallo_pipeline.errors").InputError, match=rf"HalloAudioEmbed input '{name}': .*{message}"):
+    with pytest.raises(env.module("hallo_pipeline.errors").InputError,
+                       match=rf"HalloAudioEmbed input '{name}': .*{message}"):
         run("HalloAudioEmbed", pipeline=pipeline, audio=audio, separate_vocals=False, mode="auto", clip_length=16)
 
 
 def test_vocal_separation(run, pipeline) -> None:
     audio = _tone(1.0, 22050, 2)
-    plain = run("HalloAudioEmbed", pipeline=pipeline, audio=audio, separate_vocals=False, mode="auto", clip_length=16)[0]
-    vocals, frames, used = run("HalloAudioEmbed", pipeline=pipeline, audio=audio, separate_vocals=True, mode="auto", clip_length=16)
+    plain = run("HalloAudioEmbed", pipeline=pipeline, audio=audio, separate_vocals=False, mode="auto",
+                clip_length=16)[0]
+    vocals, frames, used = run("HalloAudioEmbed", pipeline=pipeline, audio=audio, separate_vocals=True, mode="auto",
+                               clip_length=16)
     assert frames == 25
     # the track as given (before separation), for the video's sound
     assert torch.equal(used["waveform"], audio["waveform"]) and used["sample_rate"] == 22050
@@ -170,11 +179,12 @@ def test_vocal_separation_without_its_model_names_the_switch(tmp_path, tiny_mode
     shutil.copytree(tiny_models, models / "hallo", ignore=shutil.ignore_patterns("audio_separator", "hallo2"))
     with comfy_env(models) as env:
         nodes = env.nodes()
-        pipe = nodes["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto", attention="auto").args[0]
+        pipe = nodes["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto", device="auto",
+                                                 attention="auto").args[0]
         with pytest.raises(env.module("hallo_pipeline.errors").CheckpointError,
                            match=r"HalloAudioEmbed input 'separate_vocals': .*Kim_Vocal_2.onnx"):
-            nodes["HalloAudioEmbed"].execute(pipeline=pipe, audio=_tone(1.0, 16000, 1), separate_vocals=True, mode="auto",
-                                             clip_length=16)
+            nodes["HalloAudioEmbed"].execute(pipeline=pipe, audio=_tone(1.0, 16000, 1), separate_vocals=True,
+                                             mode="auto", clip_length=16)
 
 
 @pytest.mark.parametrize(

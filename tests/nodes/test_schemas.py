@@ -15,7 +15,9 @@ SOCKETS = {  # (inputs, outputs) as saved workflows refer to them
         ["pipeline", "image", "image_size", "face_expand_ratio", "multiple_faces", "allow_missing_identity"],
         ["HALLO_FACE", "IMAGE", "MASK", "MASK", "MASK", "MASK"],
     ),
-    "HalloAudioEmbed": (["pipeline", "audio", "separate_vocals", "mode", "clip_length"], ["HALLO_AUDIO", "INT", "AUDIO"]),
+    "HalloAudioEmbed": (
+        ["pipeline", "audio", "separate_vocals", "mode", "clip_length"], ["HALLO_AUDIO", "INT", "AUDIO"]
+    ),
     "HalloReferenceEncode": (["pipeline", "face"], ["HALLO_REFERENCE"]),
     "HalloSampler": (
         ["pipeline", "reference", "audio", "pose_weight", "face_weight", "lip_weight", "steps", "cfg", "seed", "mode",

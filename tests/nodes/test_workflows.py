@@ -1,4 +1,5 @@
-"""The example workflows load against our node schemas (widget order, link types) and use only core nodes besides ours."""
+"""The example workflows load against our node schemas (widget order, link types) and use only core nodes
+besides ours."""
 
 from __future__ import annotations
 

@@ -53,7 +53,8 @@ def _widget_problem(name, typ, options, value) -> str | None:
     if isinstance(typ, list):
         return None if value in typ else f"{name}={value!r} is not one of {typ}"
     ok = {"INT": isinstance(value, int) and not isinstance(value, bool), "BOOLEAN": isinstance(value, bool),
-          "FLOAT": isinstance(value, (int, float)) and not isinstance(value, bool), "STRING": isinstance(value, str)}[typ]
+          "FLOAT": isinstance(value, (int, float)) and not isinstance(value, bool),
+          "STRING": isinstance(value, str)}[typ]
     if not ok:
         return f"{name}={value!r} is not a {typ}"
     if typ in ("INT", "FLOAT") and not options.get("min", value) <= value <= options.get("max", value):
@@ -74,7 +75,9 @@ def check_workflow(workflow: dict, specs: dict[str, NodeSpec]) -> list[str]:
             links, widgets, outputs = CORE_NODES[node["type"]]
             spec = NodeSpec(links, set(), [], outputs)
             if len(node.get("widgets_values") or []) != len(widgets):
-                problems.append(f"{where}: {len(node.get('widgets_values') or [])} widget values, expected {len(widgets)}")
+                problems.append(
+                    f"{where}: {len(node.get('widgets_values') or [])} widget values, expected {len(widgets)}"
+                )
         elif node["type"] in specs:
             spec = specs[node["type"]]
             values = list(node.get("widgets_values") or [])
@@ -102,7 +105,9 @@ def check_workflow(workflow: dict, specs: dict[str, NodeSpec]) -> list[str]:
         for name in spec.required_links - connected:
             problems.append(f"{where}: required input {name} is not connected")
         if [o["type"] for o in node.get("outputs") or []] != spec.outputs:
-            problems.append(f"{where}: outputs {[o['type'] for o in node.get('outputs') or []]} != schema {spec.outputs}")
+            problems.append(
+                f"{where}: outputs {[o['type'] for o in node.get('outputs') or []]} != schema {spec.outputs}"
+            )
     for link_id, origin, origin_slot, target, target_slot, typ in workflow["links"]:
         src, dst = nodes.get(origin), nodes.get(target)
         if src is None or dst is None:
@@ -110,7 +115,8 @@ def check_workflow(workflow: dict, specs: dict[str, NodeSpec]) -> list[str]:
             continue
         out, inp = src["outputs"][origin_slot], dst["inputs"][target_slot]
         if not (out["type"] == inp["type"] == typ):
-            problems.append(f"link {link_id}: {src['type']}.{out['name']}:{out['type']} -> {dst['type']}.{inp['name']}:{inp['type']} ({typ})")
+            problems.append(f"link {link_id}: {src['type']}.{out['name']}:{out['type']} -> "
+                            f"{dst['type']}.{inp['name']}:{inp['type']} ({typ})")
         if link_id not in (out.get("links") or []) or inp.get("link") != link_id:
             problems.append(f"link {link_id}: not recorded on both ends")
     return problems
@@ -119,7 +125,7 @@ def check_workflow(workflow: dict, specs: dict[str, NodeSpec]) -> list[str]:
 def to_prompt(workflow: dict, specs: dict[str, NodeSpec]) -> dict:
     """UI format -> {node id: (type, {input: value or (origin id, slot)})}, as ComfyUI queues it."""
     nodes = {n["id"]: n for n in workflow["nodes"]}
-    links = {l[0]: (l[1], l[2]) for l in workflow["links"]}
+    links = {link[0]: (link[1], link[2]) for link in workflow["links"]}
     prompt = {}
     for node in nodes.values():
         values = list(node.get("widgets_values") or [])

@@ -51,12 +51,14 @@ class CoreNodes:
         return ()
 
     def ImageScale(self, image, upscale_method, width, height, crop):  # noqa: N802
-        mode = {"nearest-exact": "nearest-exact", "bilinear": "bilinear", "bicubic": "bicubic"}.get(upscale_method, "bilinear")
+        mode = {"nearest-exact": "nearest-exact", "bilinear": "bilinear", "bicubic": "bicubic"}.get(upscale_method,
+                                                                                                    "bilinear")
         return (F.interpolate(image.movedim(-1, 1), size=(height, width), mode=mode).movedim(1, -1).clamp(0, 1),)
 
     def CreateVideo(self, images, fps, audio=None):  # noqa: N802
         latest = __import__("comfy_api.latest", fromlist=["InputImpl"])
-        return (latest.InputImpl.VideoFromComponents(latest.Types.VideoComponents(images=images, audio=audio, frame_rate=Fraction(fps))),)
+        return (latest.InputImpl.VideoFromComponents(
+            latest.Types.VideoComponents(images=images, audio=audio, frame_rate=Fraction(fps))),)
 
 
 def run_workflow(env, workflow: dict, input_dir: Path, output_dir: Path, overrides: dict | None = None) -> CoreNodes:

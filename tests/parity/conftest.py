@@ -83,7 +83,9 @@ class Case:
 
 
 def assert_matches(actual: torch.Tensor, expected: torch.Tensor, tol: Tolerance, what: str) -> None:
-    assert tuple(actual.shape) == tuple(expected.shape), f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert tuple(actual.shape) == tuple(expected.shape), (
+        f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    )
     if tol.atol is None:
         assert torch.equal(actual.to(expected.dtype), expected), f"{what}: not exactly equal"
         return

@@ -33,7 +33,8 @@ def clip_inputs_of(case: Case, net):
 
     t = case.tensors
     levels = sorted(int(k.rsplit(".", 1)[1]) for k in t if k.startswith("input.full_mask."))
-    masks = [RegionMasks(t[f"input.full_mask.{i}"], t[f"input.face_mask.{i}"], t[f"input.lip_mask.{i}"]) for i in levels]
+    masks = [RegionMasks(t[f"input.full_mask.{i}"], t[f"input.face_mask.{i}"], t[f"input.lip_mask.{i}"])
+             for i in levels]
     identity = encode_identity(net, t["input.face_embedding"], t["input.face_region"], masks)
     return ClipInputs(identity, t["input.ref_image"], t["input.face_region"], t["input.audio_features"])
 

@@ -1,5 +1,5 @@
-"""Parity case `pipeline_hallo2`: Hallo2 generation: as `pipeline` plus the motion-frame pixel drop. No such case is shared yet;
-these tests skip until a fixture folder holds `pipeline_hallo2.json/.safetensors`."""
+"""Parity case `pipeline_hallo2`: Hallo2 generation: as `pipeline` plus the motion-frame pixel drop.
+No such case is shared yet; these tests skip until a fixture folder holds `pipeline_hallo2.json/.safetensors`."""
 
 from __future__ import annotations
 

@@ -126,7 +126,9 @@ def test_mediapipe_without_face_mesh_and_no_task_file_names_both_fixes(monkeypat
     from hallo_pipeline.face.landmarks import LandmarkDetector
 
     monkeypatch.delattr(mediapipe, "solutions", raising=False)
-    with pytest.raises(CheckpointError, match=r"face_landmarker_v2_with_blendshapes\.task.*hallo_pipeline download.*mediapipe==0\.10\.21"):
+    with pytest.raises(CheckpointError,
+                       match=r"face_landmarker_v2_with_blendshapes\.task.*hallo_pipeline download"
+                       r".*mediapipe==0\.10\.21"):
         LandmarkDetector(tmp_path).detect(np.zeros((64, 64, 3), dtype=np.uint8))
 
 

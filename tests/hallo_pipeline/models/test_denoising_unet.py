@@ -25,7 +25,8 @@ def _inputs(net, seed=0):
         RegionMasks(*(torch.rand(1, (SIZE >> i) ** 2, generator=g) for _ in range(3)))
         for i in range(len(cfg.unet.block_out_channels))
     ]
-    identity = encode_identity(net, torch.randn(1, 512, generator=g), torch.rand(1, 3, 8 * SIZE, 8 * SIZE, generator=g), masks)
+    identity = encode_identity(net, torch.randn(1, 512, generator=g), torch.rand(1, 3, 8 * SIZE, 8 * SIZE, generator=g),
+                               masks)
     ap = cfg.audioproj
     audio = net.audioproj(torch.randn(1, FRAMES, ap.window, ap.layers, ap.channels, generator=g))
     reference = reference_layers(net, torch.randn(3, 4, SIZE, SIZE, generator=g), identity.face_tokens, FRAMES)
@@ -33,7 +34,7 @@ def _inputs(net, seed=0):
     return latents, identity, audio, reference
 
 
-def _run(net, latents, identity, audio, reference, weights=RegionWeights(0.7, 1.3, 2.0)):
+def _run(net, latents, identity, audio, reference, weights=RegionWeights(0.7, 1.3, 2.0)):  # noqa: B008 - frozen dataclass
     return guided_denoise_step(net, latents, 500, identity, audio, reference, 3.5, weights)
 
 

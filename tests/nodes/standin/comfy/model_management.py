@@ -47,7 +47,8 @@ def should_use_bf16(device=None, model_params=0, prioritize_performance=True, ma
     return bf16_supported and not is_device_cpu(device)
 
 
-def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None, force_full_load=False):
+def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
+                    force_full_load=False):
     load_calls.append({"models": list(models), "memory_required": memory_required, "force_full_load": force_full_load})
     for patcher in models:
         if patcher not in current_loaded_models:

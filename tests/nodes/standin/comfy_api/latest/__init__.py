@@ -9,7 +9,7 @@ from . import _io as io
 
 
 class ComfyExtension(ABC):
-    async def on_load(self) -> None:
+    async def on_load(self) -> None:  # noqa: B027 - optional hook, a no-op unless overridden
         pass
 
     @abstractmethod

@@ -18,7 +18,8 @@ def prune_dict(d: dict) -> dict:
 class Input:
     io_type: str = None
 
-    def __init__(self, id: str, display_name: str = None, optional=False, tooltip: str = None, lazy: bool = None, extra_dict=None):
+    def __init__(self, id: str, display_name: str = None, optional=False, tooltip: str = None, lazy: bool = None,
+                 extra_dict=None):
         self.id = id
         self.display_name = display_name
         self.optional = optional
@@ -104,7 +105,9 @@ class _FloatInput(WidgetInput):
         self.min, self.max, self.step, self.round = min, max, step, round
 
     def as_dict(self):
-        return super().as_dict() | prune_dict({"min": self.min, "max": self.max, "step": self.step, "round": self.round})
+        return super().as_dict() | prune_dict(
+            {"min": self.min, "max": self.max, "step": self.step, "round": self.round}
+        )
 
 
 class _ComboInput(WidgetInput):
@@ -153,11 +156,17 @@ class Schema:
         output_ids = [o.id for o in self.outputs] if self.outputs is not None else []
         issues = []
         if len(set(input_ids)) != len(input_ids):
-            issues.append(f"Input ids must be unique, but {[k for k, c in Counter(input_ids).items() if c > 1]} are not.")
+            issues.append(
+                f"Input ids must be unique, but {[k for k, c in Counter(input_ids).items() if c > 1]} are not."
+            )
         if len(set(output_ids)) != len(output_ids):
-            issues.append(f"Output ids must be unique, but {[k for k, c in Counter(output_ids).items() if c > 1]} are not.")
+            issues.append(
+                f"Output ids must be unique, but {[k for k, c in Counter(output_ids).items() if c > 1]} are not."
+            )
         if set(input_ids) & set(output_ids):
-            issues.append(f"Ids must be unique between inputs and outputs, but {set(input_ids) & set(output_ids)} are not.")
+            issues.append(
+                f"Ids must be unique between inputs and outputs, but {set(input_ids) & set(output_ids)} are not."
+            )
         if issues:
             raise ValueError("\n".join(issues))
 
