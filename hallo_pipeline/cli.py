@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 import time
 import warnings
@@ -115,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 class _ProgressBar:
     """One line, rewritten in place: clip, step, elapsed and remaining time."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.start = stream, time.monotonic()
+    def __init__(self, stream=None):
+        self.stream, self.start = stream or sys.stderr, time.monotonic()
 
     def __call__(self, p) -> None:
         elapsed = time.monotonic() - self.start
@@ -198,6 +200,29 @@ def _setup_output(verbose: bool) -> None:
         warnings.simplefilter("ignore")
 
 
+@contextlib.contextmanager
+def _native_stderr_hidden(hide: bool):
+    """mediapipe, TFLite and glog write their info lines straight to file descriptor 2, past
+    Python's warning filters. While hidden, fd 2 goes to /dev/null and Python's own stderr
+    (progress, messages, tracebacks) to a copy of the terminal's; -v shows everything."""
+    if not hide or sys.stderr is not sys.__stderr__ or not hasattr(os, "dup2"):
+        yield  # someone else owns stderr (a test's capture, an embedding program): leave it alone
+        return
+    original = sys.stderr
+    original.flush()
+    terminal, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1, encoding=original.encoding, errors="backslashreplace")
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.close()
+        os.dup2(terminal, 2)
+        os.close(terminal)
+        os.close(devnull)
+        sys.stderr = original
+
+
 COMMANDS = {"animate": _animate, "make-tiny-models": _make_tiny_models, "download": _download}
 
 
@@ -205,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         # SIGTERM (kill, a scheduler, a container stop) unwinds like Ctrl-C, so partial files go.
-        with terminate_as_interrupt(), warnings.catch_warnings():
+        with terminate_as_interrupt(), warnings.catch_warnings(), _native_stderr_hidden(not args.verbose):
             _setup_output(args.verbose)
             return COMMANDS[args.command](args)
     except HalloError as exc:

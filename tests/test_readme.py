@@ -47,10 +47,12 @@ def user_folder(tmp_path, portrait_path) -> Path:
     return tmp_path
 
 
-def _run(command: list[str], folder: Path) -> None:
+def _run(command: list[str], folder: Path) -> str:
+    """Run as the user would; return what the user sees on stderr."""
     env = {**os.environ, "PATH": f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stderr
 
 
 @pytest.mark.parametrize("index", range(len(examples())))
@@ -64,5 +66,8 @@ def test_example_runs_as_written(index: int, user_folder: Path, tiny_model_folde
     for line in code.replace("\\\n", " ").splitlines():
         line = line.split(" #")[0].strip()
         if line and not line.startswith("#") and " download " not in line:
-            _run(["bash", "-c", line], user_folder)
+            seen = _run(["bash", "-c", line], user_folder)
+            # the libraries' own chatter (mediapipe/TFLite log lines, Python warnings) stays out of sight
+            for noise in ("W0000", "I0000", "XNNPACK", "Warning:"):
+                assert noise not in seen, f"{line!r} printed {noise!r}:\n{seen}"
     assert any(user_folder.glob("*.mp4")) or "animate" not in code

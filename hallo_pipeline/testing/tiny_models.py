@@ -82,6 +82,10 @@ def write_tiny_vae(folder: Path, seed: int) -> Path:
 TINY_FOLDERS = ("hallo", "hallo2", "sd-vae-ft-mse", "wav2vec", "face_analysis", "audio_separator")
 
 
+def _new_name(root: Path) -> str:
+    return f"{root.name}-2" if root.name.endswith("-tiny") else f"{root.name}-tiny"
+
+
 def check_tiny_target(root: str | Path, force: bool = False) -> Path:
     """Refuse a target that is a file, cannot be written, or already holds model files (real
     weights live in folders of this very layout: random ones must never replace them silently)."""
@@ -94,8 +98,8 @@ def check_tiny_target(root: str | Path, force: bool = False) -> Path:
     if taken and not force:
         raise InputError(
             f"{str(root)!r} already holds {', '.join(n + '/' for n in taken)}: make-tiny-models would write random "
-            "weights over them (if these are the real weights, they would be lost). Use a folder of its own, e.g. "
-            f"{str(root.parent / (root.name + '-tiny'))!r}, or pass --force to replace them", "dir",
+            "weights over them (if these are the real weights, they would be lost). Use a new folder of its own, "
+            f"e.g. {str(root.parent / _new_name(root))!r}, or pass --force to replace them", "dir",
         )
     try:
         root.mkdir(parents=True, exist_ok=True)

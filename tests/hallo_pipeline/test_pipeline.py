@@ -65,8 +65,22 @@ def test_segments_equal_the_uninterrupted_run(pipeline, reference, audio) -> Non
     assert error.value.input == "start_frame"
     with pytest.raises(InputError, match="does not match the previous segment"):
         pipeline.sample(reference, audio, settings, start_frame=4, previous=first)
+    # a later start without a previous segment begins from the portrait (no motion context needed)
+    preview = pipeline.sample(reference, audio, settings, start_frame=16)
+    assert (preview.start_frame, preview.frames.shape[0]) == (16, 7)
     with pytest.raises(InputError, match="segments do not join"):
         stitch([first, third])
+
+
+def test_zero_sizes_are_refused_not_read_as_the_default(pipeline, portrait_path, audio) -> None:
+    with pytest.raises(InputError, match="image_size 0 cannot be used"):
+        pipeline.analyze_face(portrait_path, image_size=0)
+    with pytest.raises(InputError, match="clip_length 0 is out of range"):
+        pipeline.encode_audio(_speech(0.3), 16000, clip_length=0)
+    with pytest.raises(InputError, match="clip_length 31 is too long for these weights"):
+        pipeline.settings(clip_length=31)
+    with pytest.raises(InputError, match=r"steps must be a whole number"):
+        pipeline.settings(steps=2.5)
 
 
 def test_cancel_leaves_no_file(pipeline, portrait_path, tmp_path) -> None:
