@@ -22,13 +22,13 @@ from .config import (
     STEPS,
     Limit,
 )
-from .errors import HalloError, InputError
+from .errors import HalloError
 from .signals import Terminated, terminate_as_interrupt
 
 log = logging.getLogger("hallo_pipeline")
 
 
-def _option(limit: Limit, flag: str):
+def _option(limit: Limit):
     """An argparse type that checks the value against the setting's one range (config.py)."""
 
     def parse(text: str):
@@ -37,10 +37,10 @@ def _option(limit: Limit, flag: str):
         except ValueError:
             kind = "a whole number" if limit.whole else "a number"
             raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
-        try:
-            return limit.check(value, flag)
-        except InputError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
+        problem = limit.problem(value)
+        if problem is not None:  # argparse names the option itself: "argument --seed: ..."
+            raise argparse.ArgumentTypeError(problem)
+        return value
 
     parse.__name__ = limit.name  # argparse names the type in its messages
     return parse
@@ -63,20 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--output", required=True, type=Path,
                    help="the .mp4 to write (written under a temporary name first; must not be the image or the audio)")
     a.add_argument("--models", type=Path, default=Path("models/hallo"), help="model folder in the official layout")
-    a.add_argument("--steps", type=_option(STEPS, "--steps"), default=STEPS.default,
+    a.add_argument("--steps", type=_option(STEPS), default=STEPS.default,
                    help=f"DDIM steps ({_range(STEPS)})")
-    a.add_argument("--cfg", type=_option(GUIDANCE, "--cfg"), default=GUIDANCE.default,
+    a.add_argument("--cfg", type=_option(GUIDANCE), default=GUIDANCE.default,
                    help=f"guidance scale ({_range(GUIDANCE)}); 1 or less: no guidance, half the work")
-    a.add_argument("--seed", type=_option(SEED, "--seed"), default=SEED.default,
+    a.add_argument("--seed", type=_option(SEED), default=SEED.default,
                    help="noise seed (0..2^64-1, default 42); same seed, same frames on any device")
     for region, what in (("pose", "head pose"), ("face", "expression"), ("lip", "the lips")):
-        a.add_argument(f"--{region}-weight", type=_option(REGION_WEIGHT, f"--{region}-weight"), default=1.0,
+        a.add_argument(f"--{region}-weight", type=_option(REGION_WEIGHT), default=1.0,
                        help=f"strength of the audio on {what} ({_range(REGION_WEIGHT)})")
-    a.add_argument("--size", type=_option(IMAGE_SIZE, "--size"), default=IMAGE_SIZE.default,
+    a.add_argument("--size", type=_option(IMAGE_SIZE), default=IMAGE_SIZE.default,
                    help=f"working resolution, a multiple of 64 ({_range(IMAGE_SIZE)})")
-    a.add_argument("--clip-length", type=_option(CLIP_LENGTH, "--clip-length"), default=CLIP_LENGTH.default,
+    a.add_argument("--clip-length", type=_option(CLIP_LENGTH), default=CLIP_LENGTH.default,
                    help="frames per clip (default 16, as trained; at most 30 with the released weights)")
-    a.add_argument("--face-expand-ratio", type=_option(FACE_EXPAND_RATIO, "--face-expand-ratio"),
+    a.add_argument("--face-expand-ratio", type=_option(FACE_EXPAND_RATIO),
                    default=FACE_EXPAND_RATIO.default, help=f"face box enlargement ({_range(FACE_EXPAND_RATIO)})")
     a.add_argument("--hallo2", action="store_true",
                    help="long-video mode with hallo2/net.pth (60 s audio chunks, motion-frame drop)")

@@ -243,20 +243,28 @@ class Limit:
     whole: bool  # a whole number (int), or any finite float in the range
     hint: str  # what the released model uses / why the range, for the message
 
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with `value`, worded to follow the setting's name; None if it is fine."""
+        kind = "a whole number" if self.whole else "a finite number"
+        ok_type = isinstance(value, int) if self.whole else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type or (not self.whole and not math.isfinite(value)):
+            return f"must be {kind} from {self._bounds()}, got {value!r}; {self.hint}"
+        if not self.low <= value <= self.high:
+            return f"{value!r} is out of range: use {self._bounds()}; {self.hint}"
+        return None
+
     def check(self, value: Any, input: str | None = None) -> Any:
         """`value` if it is in range, else an `InputError` naming `input` (default: the setting's name)."""
         from .errors import InputError
 
-        name = input or self.name
-        kind = "a whole number" if self.whole else "a finite number"
-        ok_type = isinstance(value, int) if self.whole else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok_type or (not self.whole and not math.isfinite(value)):
-            raise InputError(
-                f"{name} must be {kind} from {self.low:g} to {self.high:g}, got {value!r}; {self.hint}", name
-            )
-        if not self.low <= value <= self.high:
-            raise InputError(f"{name} {value!r} is out of range: use {self.low:g} to {self.high:g}; {self.hint}", name)
+        problem = self.problem(value)
+        if problem is not None:
+            raise InputError(f"{input or self.name} {problem}", input or self.name)
         return value
+
+    def _bounds(self) -> str:
+        fmt = "d" if self.whole else "g"  # whole numbers exactly (a seed's 2^64-1 is not 1.8e+19)
+        return f"{self.low:{fmt}} to {self.high:{fmt}}"
 
 
 # Video frames per second: the audio features are framed at this rate and the weights were trained
