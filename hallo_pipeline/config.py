@@ -281,6 +281,13 @@ FACE_EXPAND_RATIO = Limit("face_expand_ratio", 1.2, 0.5, 3.0, False, "Hallo uses
 # The lower end: each clip hands its last two frames on as the next clip's motion frames. The upper
 # end depends on the weights (their motion modules' position table): `HalloPipeline.settings` checks it.
 CLIP_LENGTH = Limit("clip_length", 16, 2, 1000, True, "Hallo was trained with 16 frames per clip")
+# Framing a photo (`framing.py`). 2.3 x the face-oval box is measured on real portraits (the committed
+# test portrait and scikit-image's astronaut): the hair top lies 0.99-1.02 oval sides above the oval's
+# centre, so 2 x 1.02 = 2.04 just reaches it, and 2.04 / (1 - 2 x 0.05) = 2.27 also keeps the default
+# feather band (5% of the crop side) on the background above the hair; the neck to the collar fits below.
+CROP_SCALE = Limit("crop_scale", 2.3, 1.0, 6.0, False, "2.3 fits head, hair and neck; 1 is the face box alone")
+FEATHER = Limit("feather", 0.05, 0.0, 0.5, False, "a fraction of the crop side; 0 is a hard edge")
+MAX_SIDE = Limit("max_side", 0, 0, 65536, True, "0 keeps the photo's size, else the output's long side in pixels")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,312 @@
+"""Any photo in, the same photo out: a square crop around the face, and the way back into the photo.
+
+    framing = choose_framing(face_box, width, height)      # geometry only, in source pixels
+    portrait = crop_to_square(rgb, framing, 512)            # what the model sees
+    paste = PasteBack(rgb, framing, max_side=1920)          # built once per video
+    for frame in frames:                                    # one frame at a time (streaming)
+        writer.write(paste.paste(frame))                    # the whole photo, moving
+
+Only numpy and PIL: nothing heavy is imported, and the geometry needs no pixels at all.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .config import CROP_SCALE, FEATHER, MAX_SIDE
+from .errors import InputError
+
+# The part of the square outside the photo is filled by repeating the photo's edge pixels. Reflection
+# would mirror the hair, face or shoulders into that strip, which can look like a second face to the
+# face detector and to the model (which would then animate it); a smeared edge looks like no face. The
+# strip is never pasted back (only the photo's own area is), so its look matters to the model alone.
+FILL = "edge"
+# The release resizes the reference with antialiased bilinear, so the model sees the crop the same way.
+CROP_RESAMPLE = "bilinear"
+# Frames are upscaled to the crop size: bicubic keeps them sharper than bilinear (Pillow antialiases it
+# too when the output is capped below the crop size).
+PASTE_RESAMPLE = "bicubic"
+# A first frame with a much flatter or stronger contrast than the photo (a near-uniform frame) must not
+# get a wild gain that would amplify its noise for the whole video.
+GAIN_RANGE = (0.5, 2.0)
+# The smallest cap that still leaves a picture (below it a user surely meant 0, no cap).
+MIN_MAX_SIDE = 16
+# Colour statistics of the source crop are taken at this size: enough pixels for a stable mean and
+# standard deviation, and a 4000x3000 photo is not resampled at full size for them.
+STATS_SIZE = 256
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1; x1 and y1 exclusive
+
+
+@dataclass(frozen=True)
+class Framing:
+    """The square crop of a photo in its own pixels: `side` x `side` from (x0, y0), which may reach
+    outside the `width` x `height` photo where the face is near a border or larger than the photo."""
+
+    x0: int
+    y0: int
+    side: int
+    width: int
+    height: int
+    crop_scale: float = CROP_SCALE.default
+    fill: str = FILL
+
+    def __post_init__(self) -> None:
+        if min(self.side, self.width, self.height) < 1:
+            raise ValueError(f"a framing needs positive sizes, got side={self.side} in {self.width}x{self.height}")
+        if self.fill != FILL:
+            raise ValueError(f"fill {self.fill!r} is not supported; only {FILL!r}")
+
+    @property
+    def box(self) -> Box:
+        return self.x0, self.y0, self.x0 + self.side, self.y0 + self.side
+
+    @property
+    def visible(self) -> Box:
+        """The part of the crop that lies inside the photo."""
+        x0, y0, x1, y1 = self.box
+        return max(x0, 0), max(y0, 0), min(x1, self.width), min(y1, self.height)
+
+    @property
+    def padding(self) -> tuple[int, int, int, int]:
+        """Pixels of the crop outside the photo: left, top, right, bottom."""
+        x0, y0, x1, y1 = self.box
+        return max(-x0, 0), max(-y0, 0), max(x1 - self.width, 0), max(y1 - self.height, 0)
+
+
+def _check_face_box(face_box: Sequence[float]) -> tuple[float, float, float, float]:
+    values = tuple(float(v) for v in face_box)
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise InputError(f"face_box must be four finite numbers x0, y0, x1, y1, got {face_box!r}", "face_box")
+    x0, y0, x1, y1 = values
+    if x1 <= x0 or y1 <= y0:
+        raise InputError(f"face_box {face_box!r} is empty: x1 must exceed x0 and y1 exceed y0", "face_box")
+    return values
+
+
+def _place(centre: float, side: int, limit: int) -> int:
+    """Start of a `side` span centred on `centre` (halves round up), shifted to stay inside
+    [0, limit); a span longer than the photo is shifted to cover it whole, sticking out both ends."""
+    start = math.floor(centre - side / 2 + 0.5)
+    low, high = sorted((0, limit - side))
+    return min(max(start, low), high)
+
+
+def choose_framing(
+    face_box: Sequence[float], width: int, height: int, crop_scale: float = CROP_SCALE.default
+) -> Framing:
+    """The square crop around a face box (x0, y0, x1, y1, e.g. the face oval's `landmark_box`) in a
+    `width` x `height` photo: `crop_scale` x the box's longer side, centred on the box, kept inside
+    the photo where it fits."""
+    CROP_SCALE.check(crop_scale)
+    if min(width, height) < 1:
+        raise InputError(f"the photo must have a positive size, got {width}x{height}", "image")
+    x0, y0, x1, y1 = _check_face_box(face_box)
+    side = max(1, round(crop_scale * max(x1 - x0, y1 - y0)))
+    left = _place((x0 + x1) / 2, side, width)
+    top = _place((y0 + y1) / 2, side, height)
+    return Framing(left, top, side, width, height, float(crop_scale))
+
+
+def _check_rgb(rgb: np.ndarray, framing: Framing, name: str) -> None:
+    expected = (framing.height, framing.width, 3)
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.shape != expected:
+        got = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+        raise InputError(f"{name} must be a uint8 array of shape {expected} (the framed photo), got {got}", name)
+
+
+def _resample(name: str):
+    from PIL import Image
+
+    return {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}[name]
+
+
+def _visible(rect: tuple[float, float, float, float], canvas: tuple[int, int]) -> Box:
+    """The whole canvas pixels (width, height) that a rectangle in canvas coordinates covers."""
+    left, top, right, bottom = rect
+    return max(0, round(left)), max(0, round(top)), min(canvas[0], round(right)), min(canvas[1], round(bottom))
+
+
+def _project(
+    src: np.ndarray, rect: tuple[float, float, float, float], canvas: tuple[int, int], resample: str
+) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """`src` stretched onto `rect` (left, top, right, bottom) of a canvas (width, height): the
+    resampled pixels that land on the canvas and their corner there; None if none do. Only the
+    visible part is resampled, so a huge placement costs no more than the canvas."""
+    from PIL import Image
+
+    height, width = src.shape[:2]
+    left, top, right, bottom = rect
+    scale_x, scale_y = (right - left) / width, (bottom - top) / height
+    cx0, cy0, cx1, cy1 = _visible(rect, canvas)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return None
+    # The source rectangle that maps onto those canvas pixels (clipped: rounding may reach past an edge).
+    box = (
+        max(0.0, (cx0 - left) / scale_x),
+        max(0.0, (cy0 - top) / scale_y),
+        min(float(width), (cx1 - left) / scale_x),
+        min(float(height), (cy1 - top) / scale_y),
+    )
+    pixels = Image.fromarray(src).resize((cx1 - cx0, cy1 - cy0), _resample(resample), box=box)
+    return np.asarray(pixels), (cx0, cy0)
+
+
+def crop_to_square(rgb: np.ndarray, framing: Framing, size: int) -> np.ndarray:
+    """The framed square at `size` x `size` (uint8 RGB), resized with antialiasing; the part outside
+    the photo repeats its edge pixels (see `FILL`)."""
+    _check_rgb(rgb, framing, "image")
+    if not isinstance(size, int) or size < 1:
+        raise InputError(f"size must be a positive whole number of pixels, got {size!r}", "size")
+    scale = size / framing.side
+    # The photo's own pixels are resampled where they land in the square, then the rest is filled:
+    # a square far larger than the photo never exists at source resolution.
+    rect = (
+        -framing.x0 * scale,
+        -framing.y0 * scale,
+        (framing.width - framing.x0) * scale,
+        (framing.height - framing.y0) * scale,
+    )
+    placed = _project(rgb, rect, (size, size), CROP_RESAMPLE)
+    if placed is None:  # cannot happen for a framing of this photo; a clear error if it does
+        raise InputError("the framing does not overlap the photo", "framing")
+    pixels, (left, top) = placed
+    pad = ((top, size - top - pixels.shape[0]), (left, size - left - pixels.shape[1]), (0, 0))
+    return np.pad(pixels, pad, mode="edge")
+
+
+def output_size(width: int, height: int, max_side: int = MAX_SIDE.default) -> tuple[int, int]:
+    """The size of the pasted-back video: the photo's, or scaled so its long side is at most
+    `max_side` (0: no cap), each side rounded down to an even number (h264 needs even sizes)."""
+    scale = min(1.0, max_side / max(width, height)) if max_side else 1.0
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
+
+
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def _ramp(start: int, stop: int, near: float | None, far: float | None, band: float) -> np.ndarray:
+    """Mask weights of output pixels start..stop-1 along one axis: 1 inside, easing to 0 towards a crop
+    edge at `near` / `far` over `band` pixels. An edge given as None lies on the photo's border and
+    gets no ramp: the frame covers the picture up to there, so nothing static would show through."""
+    centres = np.arange(start, stop, dtype=np.float64) + 0.5
+    weight = np.ones_like(centres)
+    if band > 0 and near is not None:
+        weight *= _smoothstep((centres - near) / band)
+    if band > 0 and far is not None:
+        weight *= _smoothstep((far - centres) / band)
+    return weight.astype(np.float32)
+
+
+def _frame_uint8(frame: np.ndarray) -> np.ndarray:
+    array = np.asarray(frame)
+    if array.ndim != 3 or array.shape[2] != 3 or array.shape[0] != array.shape[1] or array.shape[0] < 1:
+        raise InputError(f"a generated frame must be a square H x W x 3 image, got shape {array.shape}", "frame")
+    if array.dtype == np.uint8:
+        return array
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"a generated frame must be uint8 or float in [0, 1], got {array.dtype}", "frame")
+    if not np.isfinite(array).all():
+        raise InputError("a generated frame contains NaN or infinite values", "frame")
+    return np.round(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _stats(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    flat = pixels.reshape(-1, 3).astype(np.float64)
+    return flat.mean(axis=0), flat.std(axis=0)
+
+
+class PasteBack:
+    """Composites generated square frames back into the photo they were framed from.
+
+    Built once per video; `paste` takes one frame and returns the whole photo with it, so a long video
+    of a large photo needs one output image of memory at a time, whatever its length.
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        framing: Framing,
+        *,
+        feather: float = FEATHER.default,
+        color_match: bool = True,
+        max_side: int = MAX_SIDE.default,
+    ):
+        _check_rgb(image, framing, "image")
+        FEATHER.check(feather)
+        MAX_SIDE.check(max_side)
+        if 0 < max_side < MIN_MAX_SIDE:
+            raise InputError(f"max_side {max_side} is too small: use 0 (no cap) or at least {MIN_MAX_SIDE}", "max_side")
+        if not isinstance(color_match, bool):
+            raise InputError(f"color_match must be True or False, got {color_match!r}", "color_match")
+        self.framing = framing
+        self.size = output_size(framing.width, framing.height, max_side)
+        self._base, self._scale = self._background(image)
+        self._mask_axes = self._mask(feather * framing.side)
+        # Colour match: the photo's statistics now, the frame's on the first paste (then fixed).
+        self._target = _stats(crop_to_square(image, framing, min(STATS_SIZE, framing.side))) if color_match else None
+        self._correction: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _background(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        """The photo at the output size, and the scale from photo to output pixels on each axis."""
+        from PIL import Image
+
+        width, height = self.size
+        if (width, height) == (image.shape[1] // 2 * 2, image.shape[0] // 2 * 2):
+            # Uncapped: the photo itself, less an odd last row or column (exact pixels, no resampling);
+            # a view, not a copy, so the caller's photo must stay unchanged while frames are pasted.
+            return np.ascontiguousarray(image[:height, :width]), (1.0, 1.0)
+        scaled = Image.fromarray(image).resize((width, height), _resample(PASTE_RESAMPLE))
+        return np.asarray(scaled).copy(), (width / image.shape[1], height / image.shape[0])
+
+    def _footprint(self) -> tuple[float, float, float, float]:
+        """The crop square in output pixels (a rectangle where the cap scales the axes unevenly)."""
+        (x0, y0, x1, y1), (sx, sy) = self.framing.box, self._scale
+        return x0 * sx, y0 * sy, x1 * sx, y1 * sy
+
+    def _mask(self, band: float) -> tuple[np.ndarray, np.ndarray]:
+        """Separable mask weights over the crop's visible footprint in the output (rows, columns)."""
+        f, (sx, sy) = self.framing, self._scale
+        left, top, right, bottom = rect = self._footprint()
+        cx0, cy0, cx1, cy1 = _visible(rect, self.size)
+        x0, y0, x1, y1 = f.box
+        cols = _ramp(cx0, cx1, left if x0 > 0 else None, right if x1 < f.width else None, band * sx)
+        rows = _ramp(cy0, cy1, top if y0 > 0 else None, bottom if y1 < f.height else None, band * sy)
+        return rows, cols
+
+    def _match_colours(self, frame: np.ndarray) -> np.ndarray:
+        if self._target is None:
+            return frame
+        if self._correction is None:  # the first frame fixes the correction for the whole video
+            mean, std = _stats(frame)
+            target_mean, target_std = self._target
+            gain = np.clip(target_std / np.maximum(std, 1e-6), *GAIN_RANGE)
+            self._correction = (gain, target_mean - mean * gain)
+        gain, offset = self._correction
+        return np.round(np.clip(frame * gain + offset, 0, 255)).astype(np.uint8)
+
+    def paste(self, frame: np.ndarray) -> np.ndarray:
+        """The photo at the output size with `frame` (square, uint8 or float in [0, 1]) in the crop."""
+        pixels = self._match_colours(_frame_uint8(frame))
+        placed = _project(pixels, self._footprint(), self.size, PASTE_RESAMPLE)
+        out = self._base.copy()
+        if placed is None:
+            return out
+        generated, (left, top) = placed
+        rows, cols = self._mask_axes
+        h, w = generated.shape[:2]
+        weight = (rows[:, None] * cols[None, :])[..., None]  # the same visible footprint as `generated`
+        # In place, so a large crop costs two float copies of itself beyond the output image.
+        region = out[top : top + h, left : left + w].astype(np.float32)
+        blended = generated.astype(np.float32)
+        blended -= region
+        blended *= weight
+        blended += region
+        out[top : top + h, left : left + w] = np.rint(blended, out=blended)
+        return out
