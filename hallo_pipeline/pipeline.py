@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import torch
 
 from .attention_backends import select_kernel
-from .config import CLIP_LENGTH, FACE_EXPAND_RATIO, IMAGE_SIZE
+from .config import CLIP_LENGTH, FACE_EXPAND_RATIO, FPS, IMAGE_SIZE
 from .devices import Placement, resolve_device, resolve_dtype
 from .errors import InputError
 from .model_files import ModelFiles, locate
@@ -179,10 +179,7 @@ class HalloPipeline:
 
     def audio_chunk_seconds(self, mode: str = "auto") -> float | None:
         """Hallo2 encodes long audio in independent 60-second chunks; Hallo in one pass."""
-        return HALLO2_AUDIO_CHUNK_SECONDS if self._hallo2(mode) else None
-
-    def _hallo2(self, mode: str) -> bool:
-        return uses_hallo2_loop(self.variant, mode)
+        return HALLO2_AUDIO_CHUNK_SECONDS if uses_hallo2_loop(self.variant, mode) else None
 
     @torch.no_grad()
     def encode_audio(
@@ -306,7 +303,7 @@ class HalloPipeline:
             if previous is None:  # plan_segment only plans an empty range after a previous segment
                 raise InputError("the frame range is empty", "end_frame")
             return previous.empty_continuation()
-        return FrameSegment(torch.cat(parts), start, audio.frames, audio_fps(audio), context)
+        return FrameSegment(torch.cat(parts), start, audio.frames, FPS, context)
 
     # ------------------------------------------------------------------------------------------
     # 5. everything
@@ -345,7 +342,7 @@ class HalloPipeline:
         face = self.analyze_face(image, image_size, face_expand_ratio, **(face_options or {}))
         features = self.encode_audio(waveform, sample_rate, settings.clip_length, separate_vocals, mode=mode)
         reference = self.prepare_reference(face)
-        with VideoWriter(target.path, fps=audio_fps(features), audio=waveform, sample_rate=sample_rate) as writer:
+        with VideoWriter(target.path, fps=FPS, audio=waveform, sample_rate=sample_rate) as writer:
             for frames, _, _ in self.iter_clips(
                 reference, features, settings, progress=progress, should_cancel=should_cancel
             ):
@@ -364,13 +361,6 @@ def sampler_settings(variant: str, mode: str = "auto", **kwargs) -> SamplerSetti
     """`SamplerSettings` for weights of `variant` in `mode`; each value is checked as it is set."""
     hallo2 = uses_hallo2_loop(variant, mode)
     return SamplerSettings(motion_drop_rate=HALLO2_MOTION_DROP if hallo2 else 0.0, **kwargs)
-
-
-def audio_fps(audio) -> int:
-    """Frames per second of the video made from these audio features: what the weights were trained at."""
-    from .config import FPS
-
-    return getattr(audio, "fps", FPS)
 
 
 FACE_OPTIONS = {"multiple_faces", "allow_missing_identity", "landmarks"}
@@ -392,6 +382,7 @@ def check_animate_inputs(
     Returns the output plan (`video.OutputPlan`: the final path, and whether it replaces a file)."""
     from .face.images import check_image_file
     from .face.landmarks import check_multiple_faces_option
+    from .face.masks import check_image_size
     from .video import check_output_path
 
     inputs = {}
@@ -402,9 +393,7 @@ def check_animate_inputs(
     elif not (isinstance(audio, tuple) and len(audio) == 2):
         raise InputError("audio must be a file path or a (waveform, sample_rate) pair", "audio")
     if image_size is not None:
-        IMAGE_SIZE.check(image_size)
-        if image_size % 64:
-            raise InputError(f"image_size {image_size} is not a multiple of 64; {IMAGE_SIZE.hint}", "image_size")
+        IMAGE_SIZE.check(check_image_size(image_size))
     if face_expand_ratio is not None:
         FACE_EXPAND_RATIO.check(face_expand_ratio)
     unknown = set(face_options or {}) - FACE_OPTIONS

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._optional import require
 from ..errors import CheckpointError, InputError
-from .landmarks import check_multiple_faces_option
+from .landmarks import check_multiple_faces_option, several_faces_error
 
 FACE_MODELS_DIR = Path("face_analysis") / "models"
 DETECTION_SIZE = (640, 640)
@@ -130,10 +130,7 @@ class IdentityEncoder:
                 "or set allow_missing_identity=True to continue without identity (as the release did)"
             )
         if len(faces) > 1 and multiple_faces == "error":
-            raise InputError(
-                f"the face recogniser found {len(faces)} faces in {name}; Hallo animates one face. Crop the "
-                "image to one person, or set multiple_faces='largest' to use the largest face"
-            )
+            raise several_faces_error(f"the face recogniser found {len(faces)} faces in {name}")
         # A stable sort by box area, last = largest: the release's choice, ties included.
         largest = sorted(faces, key=lambda f: float((f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1])))[-1]
         embedding = np.asarray(largest.embedding, dtype=np.float32).reshape(-1)

@@ -85,7 +85,7 @@ def check_image_size(image_size: int) -> int:
         raise InputError(
             f"image_size {image_size!r} cannot be used: the masks need sizes divisible by "
             f"{LEVEL_DIVISORS[-1]} (the UNet's coarsest level is image_size/{LEVEL_DIVISORS[-1]}); use 512 "
-            "(what Hallo was trained at) or another multiple of 64"
+            "(what Hallo was trained at) or another multiple of 64", "image_size",
         )
     return image_size
 

@@ -71,11 +71,6 @@ class SamplerSettings:
         if not (isinstance(self.motion_drop_rate, (int, float)) and 0.0 <= self.motion_drop_rate < 1.0):
             raise InputError(f"motion_drop_rate must be in [0, 1) (got {self.motion_drop_rate!r})", "motion_drop_rate")
 
-    @property
-    def guided(self) -> bool:
-        """Classifier-free guidance needs both halves only above 1 (as diffusers pipelines decide)."""
-        return self.guidance_scale > 1.0
-
 
 @dataclass
 class MotionContext:

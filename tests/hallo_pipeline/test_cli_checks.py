@@ -73,7 +73,7 @@ def test_out_of_range_options_stop_at_parsing(option, value, message, capsys) ->
         (["--clip-length", "40"], "error: clip_length 40 is too long for these weights: their motion modules hold "
                                   "positions for 32 frames, 2 of which are the motion frames; use at most 30"),
         (["--clip-length", "100"], "use at most 30"),
-        (["--size", "100"], "error: image_size 100 is not a multiple of 64"),
+        (["--size", "100"], "error: image_size 100 cannot be used: the masks need sizes divisible by 64"),
     ],
 )
 def test_bad_options_are_reported_before_loading(extra, message, files, tiny_model_folder, no_loading, capsys) -> None:
