@@ -22,7 +22,7 @@ from .config import (
     STEPS,
     Limit,
 )
-from .errors import HalloError
+from .errors import HalloError, HalloWarning
 from .signals import Terminated, terminate_as_interrupt
 
 log = logging.getLogger("hallo_pipeline")
@@ -198,6 +198,7 @@ def _setup_output(verbose: bool) -> None:
     log.propagate = False
     if not verbose and not sys.warnoptions:
         warnings.simplefilter("ignore")
+        warnings.simplefilter("default", HalloWarning)  # ours are meant for the user (e.g. silent audio)
 
 
 @contextlib.contextmanager

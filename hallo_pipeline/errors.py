@@ -29,3 +29,8 @@ class Cancelled(HalloError):
 
 class MissingDependencyError(HalloError, ImportError):
     """An optional library needed for this step is not installed; the message names the pip command."""
+
+
+class HalloWarning(UserWarning):
+    """Something the user should know that does not stop the run (e.g. silent audio). Shown by the
+    command line even when it hides other libraries' warnings."""

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
-from ..errors import InputError
+from ..errors import HalloWarning, InputError
 from .resample import resample
 
 SAMPLE_RATE = 16000
@@ -137,6 +137,6 @@ def warn_if_silent(mono: np.ndarray) -> bool:
             f"audio is silent (peak {peak:.1e}): the mouth will not move; pass audio with speech "
             "(or check the volume / the vocal separation)"
         )
-        warnings.warn(message, UserWarning, stacklevel=3)
+        warnings.warn(message, HalloWarning, stacklevel=3)
         return True
     return False

@@ -182,3 +182,17 @@ def test_a_huge_photo_is_refused_before_loading(files, tiny_model_folder, no_loa
     err = capsys.readouterr().err
     assert "has 225.0 megapixels, more than the limit of 179.0 megapixels; scale it down" in err
     assert "Traceback" not in err
+
+
+def test_our_own_warnings_still_reach_the_user(tmp_path, capsys) -> None:
+    """The command line hides other libraries' warnings, not ours (silent audio: the mouth will not move)."""
+    import warnings
+
+    from hallo_pipeline.audio.io import warn_if_silent
+    from hallo_pipeline.cli import _setup_output
+
+    with warnings.catch_warnings(record=True) as seen:
+        _setup_output(verbose=False)
+        warnings.warn("a library's deprecation", FutureWarning, stacklevel=1)
+        assert warn_if_silent(np.zeros(16000, dtype=np.float32))
+    assert [str(w.message)[:21] for w in seen] == ["audio is silent (peak"]
