@@ -14,9 +14,13 @@ from pathlib import Path
 from .config import (
     ATTENTION_OPTIONS,
     CLIP_LENGTH,
+    CROP_SCALE,
     FACE_EXPAND_RATIO,
+    FEATHER,
+    FRAMING_OPTIONS,
     GUIDANCE,
     IMAGE_SIZE,
+    MAX_SIDE,
     REGION_WEIGHT,
     SEED,
     STEPS,
@@ -57,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("animate", help="portrait + speech -> mp4 with sound")
-    a.add_argument("--image", required=True, type=Path, help="portrait (square works best, face 50-70%% of the frame)")
+    a.add_argument("--image", required=True, type=Path,
+                   help="a photo with one face (any size and aspect ratio; the video keeps them, see --framing)")
     a.add_argument("--audio", required=True, type=Path,
                    help="speech: any format PyAV/FFmpeg reads (wav, mp3, m4a, ...)")
     a.add_argument("--output", required=True, type=Path,
@@ -78,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames per clip (default 16, as trained; at most 30 with the released weights)")
     a.add_argument("--face-expand-ratio", type=_option(FACE_EXPAND_RATIO),
                    default=FACE_EXPAND_RATIO.default, help=f"face box enlargement ({_range(FACE_EXPAND_RATIO)})")
+    a.add_argument("--framing", default="crop", choices=FRAMING_OPTIONS,
+                   help="crop (default): animate a square around the face and paste it back into the whole photo, "
+                   "so the video has the photo's size; stretch: squeeze the whole photo into a --size square and "
+                   "write those square frames, as the original release does")
+    a.add_argument("--crop-scale", type=_option(CROP_SCALE), default=CROP_SCALE.default,
+                   help=f"side of the square around the face, in face heights ({_range(CROP_SCALE)}: "
+                   "head, hair and neck)")
+    a.add_argument("--max-side", type=_option(MAX_SIDE), default=MAX_SIDE.default,
+                   help="cap the video's long side at this many pixels (default 0: the photo's own size); crop only")
+    a.add_argument("--feather", type=_option(FEATHER), default=FEATHER.default,
+                   help=f"soft edge of the pasted square, a fraction of its side ({_range(FEATHER)}); crop only")
+    a.add_argument("--no-color-match", dest="color_match", action="store_false",
+                   help="paste the frames back as generated (default: their colours are matched to the photo once, "
+                   "from the first frame); crop only")
     a.add_argument("--hallo2", action="store_true",
                    help="long-video mode with hallo2/net.pth (60 s audio chunks, motion-frame drop)")
     a.add_argument("--separate-vocals", action="store_true",
@@ -145,8 +164,11 @@ def _animate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     # The user's own files first, then the model folder, then what the weights limit.
+    framing = {"framing": args.framing, "crop_scale": args.crop_scale}
+    pasted = {"feather": args.feather, "color_match": args.color_match, "max_side": args.max_side}
     target = check_animate_inputs(
-        None, args.image, args.audio, args.output, args.size, args.face_expand_ratio, args.separate_vocals
+        None, args.image, args.audio, args.output, args.size, args.face_expand_ratio, args.separate_vocals,
+        **framing, paste_options=pasted,
     )
     files = locate(args.models, mode)
     files.require(*required_parts(args.separate_vocals))
@@ -164,6 +186,7 @@ def _animate(args: argparse.Namespace) -> int:
     out = pipeline.animate(
         args.image, args.audio, target.path, settings, image_size=args.size,
         face_expand_ratio=args.face_expand_ratio, separate_vocals=args.separate_vocals, progress=_ProgressBar(),
+        **framing, **pasted,
     )
     print(f"wrote {out}")
     return 0

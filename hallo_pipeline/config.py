@@ -18,6 +18,9 @@ from typing import Any, Mapping
 # The attention kernels a user can choose (`attention_backends.select_kernel` says what each needs);
 # here rather than there so the command line and the nodes list them without importing torch.
 ATTENTION_OPTIONS = ("auto", "sdpa", "flash", "sage")
+# How a photo becomes the square the model sees (`framing.py`): a square crop around the face, pasted
+# back into the photo afterwards (the default), or the release's resize of the whole photo to a square.
+FRAMING_OPTIONS = ("crop", "stretch")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import CROP_SCALE, FEATHER, MAX_SIDE
+from .config import CROP_SCALE, FEATHER, FRAMING_OPTIONS, MAX_SIDE
 from .errors import InputError
 
 # The part of the square outside the photo is filled by repeating the photo's edge pixels. Reflection
@@ -110,6 +110,29 @@ def choose_framing(
     left = _place((x0 + x1) / 2, side, width)
     top = _place((y0 + y1) / 2, side, height)
     return Framing(left, top, side, width, height, float(crop_scale))
+
+
+def check_framing_mode(framing: str) -> str:
+    if framing not in FRAMING_OPTIONS:
+        raise InputError(
+            f"framing={framing!r} is unknown; use 'crop' (a square around the face, pasted back into the photo) or "
+            "'stretch' (the whole photo resized to a square, as the original release does)", "framing",
+        )
+    return framing
+
+
+def frame_face(landmarks: np.ndarray, width: int, height: int, crop_scale: float = CROP_SCALE.default) -> Framing:
+    """The framing of a face from its (478, 2) landmarks in the photo's pixels: the square is
+    `crop_scale` x the face oval's box (the same box the face mask starts from)."""
+    from .face.boxes import SILHOUETTE_IDS, landmark_box
+
+    return choose_framing(landmark_box(landmarks, SILHOUETTE_IDS), width, height, crop_scale)
+
+
+def landmarks_in_crop(landmarks: np.ndarray, framing: Framing, size: int) -> np.ndarray:
+    """Landmarks in the photo's pixels -> pixels of the crop resized to `size` x `size`. Exact, since
+    the crop is a plain translate-and-scale of the photo (mediapipe's points are continuous too)."""
+    return (np.asarray(landmarks, dtype=np.float64) - [framing.x0, framing.y0]) * (size / framing.side)
 
 
 def _check_rgb(rgb: np.ndarray, framing: Framing, name: str) -> None:
@@ -222,6 +245,18 @@ def _stats(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return flat.mean(axis=0), flat.std(axis=0)
 
 
+def check_paste_options(
+    feather: float = FEATHER.default, color_match: bool = True, max_side: int = MAX_SIDE.default
+) -> None:
+    """The paste-back options on their own, so a run can refuse bad ones before any heavy work."""
+    FEATHER.check(feather)
+    MAX_SIDE.check(max_side)
+    if 0 < max_side < MIN_MAX_SIDE:
+        raise InputError(f"max_side {max_side} is too small: use 0 (no cap) or at least {MIN_MAX_SIDE}", "max_side")
+    if not isinstance(color_match, bool):
+        raise InputError(f"color_match must be True or False, got {color_match!r}", "color_match")
+
+
 class PasteBack:
     """Composites generated square frames back into the photo they were framed from.
 
@@ -239,12 +274,7 @@ class PasteBack:
         max_side: int = MAX_SIDE.default,
     ):
         _check_rgb(image, framing, "image")
-        FEATHER.check(feather)
-        MAX_SIDE.check(max_side)
-        if 0 < max_side < MIN_MAX_SIDE:
-            raise InputError(f"max_side {max_side} is too small: use 0 (no cap) or at least {MIN_MAX_SIDE}", "max_side")
-        if not isinstance(color_match, bool):
-            raise InputError(f"color_match must be True or False, got {color_match!r}", "color_match")
+        check_paste_options(feather, color_match, max_side)
         self.framing = framing
         self.size = output_size(framing.width, framing.height, max_side)
         self._base, self._scale = self._background(image)

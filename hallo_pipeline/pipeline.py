@@ -6,7 +6,8 @@ It holds the loaded networks and runs the stages of a generation, each cacheable
 2. `encode_audio(waveform, sr)` -> AudioFeatures    (wav2vec2 windows; once per audio)
 3. `prepare_reference(face)`    -> PreparedReference (face tokens, FaceLocator, ReferenceNet rows)
 4. `sample(reference, audio)`   -> FrameSegment     (the clip loop; any frame range, resumable)
-5. `animate(image, audio, out)`  runs 1-4 and streams the frames into an mp4 with the audio.
+5. `animate(image, audio, out)`  runs 1-4 and streams the frames, pasted back into the photo
+                                 (`framing.py`), into an mp4 with the audio.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Callable, Iterator
 import torch
 
 from .attention_backends import select_kernel
-from .config import CLIP_LENGTH, FACE_EXPAND_RATIO, FPS, IMAGE_SIZE
+from .config import CLIP_LENGTH, CROP_SCALE, FACE_EXPAND_RATIO, FEATHER, FPS, IMAGE_SIZE, MAX_SIDE
 from .devices import Placement, resolve_device, resolve_dtype
 from .errors import InputError
 from .model_files import ModelFiles, locate
@@ -148,7 +149,9 @@ class HalloPipeline:
     def analyze_face(self, image, image_size: int | None = None, face_expand_ratio: float | None = None, **options):
         """Masks, prepared reference image and identity embedding of a portrait (`FaceAnalysis`).
 
-        options: `multiple_faces` ("error" / "largest"), `allow_missing_identity`, `landmarks`.
+        options: `multiple_faces` ("error" / "largest"), `allow_missing_identity`, `landmarks`,
+        `framing` ("crop", default: a square around the face; "stretch": the release's whole-photo
+        resize) and `crop_scale`.
         """
         return self.face_analyzer.analyze(
             image,
@@ -320,33 +323,52 @@ class HalloPipeline:
         progress: Callable[[Progress], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
         face_options: dict | None = None,
+        framing: str = "crop",
+        crop_scale: float = CROP_SCALE.default,
+        max_side: int = MAX_SIDE.default,
+        feather: float = FEATHER.default,
+        color_match: bool = True,
     ) -> Path:
         """Portrait + speech -> mp4 (h264 + AAC, 25 fps) with the original audio cut to the video.
 
         `image` is a file path or an image (PIL, numpy, tensor); `audio` a file path or a
-        (waveform, sample_rate) pair. Every input is checked before any heavy work
-        (`check_animate_inputs`; the output by `video.check_output_path`: one of the input files, a
-        folder, not .mp4/.mov/.mkv or not writable fails before any model runs). Frames are streamed
-        into the file as clips finish; the file appears under its name only once it is complete.
+        (waveform, sample_rate) pair. With `framing="crop"` (the default) the model animates a square
+        `crop_scale` x the face box, and every frame is pasted back into the photo (`feather`, `color_match`,
+        `max_side`: see `framing.PasteBack`), so the video has the photo's size and aspect ratio (even
+        sides; the long side at most `max_side` unless 0). `framing="stretch"` is the release: the whole
+        photo squeezed to `image_size` square, and the video is those square frames.
+        Every input is checked before any heavy work (`check_animate_inputs`; the output by
+        `video.check_output_path`: one of the input files, a folder, not .mp4/.mov/.mkv or not
+        writable fails before any model runs). Frames are streamed into the file as clips finish;
+        the file appears under its name only once it is complete.
         Returns the final path (absolute, `~` expanded).
         """
         from .audio.io import load_audio
-        from .video import VideoWriter
+        from .video import VideoWriter, frames_to_uint8
 
         settings = self.check_settings(settings or self.settings())
+        pasted = {"feather": feather, "color_match": color_match, "max_side": max_side}
         target = check_animate_inputs(
-            self.files, image, audio, output, image_size, face_expand_ratio, separate_vocals, face_options
+            self.files, image, audio, output, image_size, face_expand_ratio, separate_vocals, face_options,
+            framing=framing, crop_scale=crop_scale, paste_options=pasted,
         )
         waveform, sample_rate = load_audio(audio) if isinstance(audio, (str, Path)) else audio
         mode = "hallo2" if settings.motion_drop_rate > 0 else "hallo"
-        face = self.analyze_face(image, image_size, face_expand_ratio, **(face_options or {}))
+        face = self.analyze_face(
+            image, image_size, face_expand_ratio, **(face_options or {}), framing=framing, crop_scale=crop_scale
+        )
+        paste = face.paste_back(**pasted) if framing == "crop" else None
         features = self.encode_audio(waveform, sample_rate, settings.clip_length, separate_vocals, mode=mode)
         reference = self.prepare_reference(face)
         with VideoWriter(target.path, fps=FPS, audio=waveform, sample_rate=sample_rate) as writer:
             for frames, _, _ in self.iter_clips(
                 reference, features, settings, progress=progress, should_cancel=should_cancel
             ):
-                writer.write(frames)
+                if paste is None:
+                    writer.write(frames)
+                    continue
+                for pixels in frames_to_uint8(frames):  # one full-size photo in memory at a time
+                    writer.write(paste.paste(pixels)[None])
         return target.path
 
 
@@ -375,14 +397,20 @@ def check_animate_inputs(
     face_expand_ratio: float | None = None,
     separate_vocals: bool = False,
     face_options: dict | None = None,
+    *,
+    framing: str = "crop",
+    crop_scale: float = CROP_SCALE.default,
+    paste_options: dict | None = None,
 ):
     """Everything about an `animate` call that can be checked without heavy work, each problem an
     `InputError` naming its input: the files exist, the output can be written and overwrites no
-    input, the sizes are in range, and the model folder has every part the run will need.
+    input, the sizes and framing options are in range, and the model folder has every part the run
+    will need. `paste_options` are `framing.PasteBack`'s (feather, color_match, max_side).
     Returns the output plan (`video.OutputPlan`: the final path, and whether it replaces a file)."""
     from .face.images import check_image_file
     from .face.landmarks import check_multiple_faces_option
     from .face.masks import check_image_size
+    from .framing import check_framing_mode, check_paste_options
     from .video import check_output_path
 
     inputs = {}
@@ -400,6 +428,14 @@ def check_animate_inputs(
     if unknown:
         raise InputError(f"unknown face options {sorted(unknown)}; use {sorted(FACE_OPTIONS)}", "face_options")
     check_multiple_faces_option((face_options or {}).get("multiple_faces", "error"))
+    check_framing_mode(framing)
+    CROP_SCALE.check(crop_scale)
+    check_paste_options(**(paste_options or {}))
+    if framing == "stretch" and (paste_options or {}).get("max_side", MAX_SIDE.default):
+        raise InputError(
+            "max_side caps the photo the frames are pasted back into; with framing='stretch' the video is the "
+            "model's square frames (image_size), so leave max_side at 0 or use framing='crop'", "max_side",
+        )
     plan = check_output_path(output, inputs)
     if files is not None:
         files.require(*required_parts(separate_vocals))

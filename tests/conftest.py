@@ -74,6 +74,19 @@ def tiny_model_folder(tmp_path_factory) -> Path:
 
 
 PORTRAIT = REPO / "tests" / "data" / "portrait.png"
+# scikit-image's `astronaut()` (NASA, public domain) whole, 512x512, as JPEG: a real photo nobody here
+# made, to cut into 3:4, 16:9 and other frames around its face.
+ASTRONAUT = REPO / "tests" / "data" / "astronaut.jpg"
+
+
+def astronaut(top: int = 0, left: int = 0, height: int = 512, width: int = 512):
+    """The astronaut photo (RGB uint8), or a window of it."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(ASTRONAUT) as image:
+        rgb = np.asarray(image.convert("RGB"))
+    return np.ascontiguousarray(rgb[top : top + height, left : left + width])
 
 
 @pytest.fixture(scope="session")

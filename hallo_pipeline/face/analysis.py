@@ -5,7 +5,11 @@
     analysis.face_region      # (3, S, S) in [0, 1]: FaceLocator input
     analysis.masks            # 4 x RegionMasks: audio-attention region masks per UNet level
     analysis.embedding        # (512,) raw ArcFace vector: ImageProj input
+    analysis.paste_back()     # framing.PasteBack: generated frames -> the whole photo, moving
 
+With `framing="crop"` (the default) the model sees a square crop around the face at the working size,
+and masks, identity and face region are computed on that crop; with "stretch" it sees the whole photo
+resized to a square, as the release does (the parity fixtures are made that way).
 `FaceAnalyzer` keeps the detectors loaded across portraits; `analyze_face` is the one-shot form.
 """
 
@@ -18,8 +22,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..config import FACE_EXPAND_RATIO, IMAGE_SIZE
+from ..config import CROP_SCALE, FACE_EXPAND_RATIO, IMAGE_SIZE
 from ..errors import InputError
+from ..framing import Framing, PasteBack, check_framing_mode, crop_to_square, frame_face, landmarks_in_crop
 from ..models.audio_module import RegionMasks
 from .boxes import Box
 from .identity import IdentityEncoder
@@ -40,9 +45,20 @@ class FaceAnalysis:
     face_region: torch.Tensor  # (3, S, S) float32 in [0, 1]
     masks: list[RegionMasks]  # levels S/8, S/16, S/32, S/64; each mask (1, side*side) in [0, 1]
     embedding: torch.Tensor  # (512,) float32, raw (not normalised); zeros if allowed and no face
-    landmarks: np.ndarray  # (478, 2) float64, pixels of the source image
-    maps: RegionMaps  # boxes, full-resolution box masks and the 64x64 region maps (previews)
+    landmarks: np.ndarray  # (478, 2) float64, pixels of the source photo
+    maps: RegionMaps  # boxes and box masks in pixels of the image the model sees, 64x64 region maps
     image_size: int
+    framing: Framing | None = None  # the crop around the face; None: the whole photo was stretched
+    photo: np.ndarray | None = None  # (H, W, 3) uint8, the source photo (what frames are pasted into)
+
+    def paste_back(self, **options) -> PasteBack:
+        """A `framing.PasteBack` into the source photo; options: feather, color_match, max_side."""
+        if self.framing is None or self.photo is None:
+            raise InputError(
+                "this face was analysed with framing='stretch' (the whole photo squeezed into a square), so there "
+                "is no crop to paste back into the photo; analyse it with framing='crop'", "framing",
+            )
+        return PasteBack(self.photo, self.framing, **options)
 
     @property
     def face_box(self) -> Box:
@@ -55,12 +71,12 @@ class FaceAnalysis:
 
 # A face the detector found but the landmark model did not is looked at again in a square crop this
 # many times the detector's box side: the face then fills about half of it, as in a portrait.
-CROP_SCALE = 2.0
+DETECTOR_CROP_SCALE = 2.0
 
 
 def _crop_around(box: np.ndarray, width: int, height: int) -> Box:
     x0, y0, x1, y1 = (float(v) for v in box)
-    half = CROP_SCALE * max(x1 - x0, y1 - y0) / 2
+    half = DETECTOR_CROP_SCALE * max(x1 - x0, y1 - y0) / 2
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     left, top = max(0, int(cx - half)), max(0, int(cy - half))
     return left, top, min(width, int(np.ceil(cx + half))), min(height, int(np.ceil(cy + half)))
@@ -114,6 +130,8 @@ class FaceAnalyzer:
         multiple_faces: str = "error",
         allow_missing_identity: bool = False,
         landmarks: np.ndarray | None = None,
+        framing: str = "crop",
+        crop_scale: float = CROP_SCALE.default,
     ) -> FaceAnalysis:
         """Analyse one portrait.
 
@@ -121,26 +139,36 @@ class FaceAnalyzer:
             the largest one.
         allow_missing_identity: when the recogniser finds no face, continue with a zero
             embedding (the release's silent behaviour) instead of raising.
-        landmarks: (478, 2) pixel landmarks to use instead of running mediapipe.
+        landmarks: (478, 2) pixel landmarks of the photo to use instead of running mediapipe.
+        framing: "crop" (a square `crop_scale` x the face oval's box, see `framing.py`) or "stretch".
         """
         IMAGE_SIZE.check(check_image_size(image_size))
         check_multiple_faces_option(multiple_faces)
         FACE_EXPAND_RATIO.check(face_expand_ratio)
+        check_framing_mode(framing)
+        CROP_SCALE.check(crop_scale)
         rgb = to_rgb_uint8(image)
         height, width = rgb.shape[:2]
         if landmarks is None:
             landmarks = self.find_landmarks(rgb, multiple_faces)
         landmarks = _check_landmarks(landmarks)
-        maps = region_maps(landmarks, width, height, face_expand_ratio)
-        embedding = self.identity_encoder.embedding(rgb, multiple_faces, allow_missing_identity)
+        placed, seen, seen_landmarks = None, rgb, landmarks
+        if framing == "crop":
+            placed = frame_face(landmarks, width, height, crop_scale)
+            seen = crop_to_square(rgb, placed, image_size)
+            seen_landmarks = landmarks_in_crop(landmarks, placed, image_size)
+        maps = region_maps(seen_landmarks, seen.shape[1], seen.shape[0], face_expand_ratio)
+        embedding = self.identity_encoder.embedding(seen, multiple_faces, allow_missing_identity)
         return FaceAnalysis(
-            reference_image=reference_tensor(rgb, image_size),
+            reference_image=reference_tensor(seen, image_size),
             face_region=face_region_tensor(maps.face_mask, image_size),
             masks=token_masks(maps, image_size),
             embedding=torch.from_numpy(embedding),
             landmarks=landmarks,
             maps=maps,
             image_size=image_size,
+            framing=placed,
+            photo=rgb if placed is not None else None,
         )
 
     def find_landmarks(self, rgb: np.ndarray, multiple_faces: str = "error", name: str = "image") -> np.ndarray:
@@ -191,6 +219,8 @@ def analyze_face(
     allow_missing_identity: bool = False,
     landmarks: np.ndarray | None = None,
     providers: Sequence[str] | None = None,
+    framing: str = "crop",
+    crop_scale: float = CROP_SCALE.default,
 ) -> FaceAnalysis:
     """One-shot `FaceAnalyzer(models_dir, providers).analyze(...)`; see there for the options."""
     return FaceAnalyzer(models_dir, providers).analyze(
@@ -200,4 +230,6 @@ def analyze_face(
         multiple_faces=multiple_faces,
         allow_missing_identity=allow_missing_identity,
         landmarks=landmarks,
+        framing=framing,
+        crop_scale=crop_scale,
     )

@@ -175,8 +175,8 @@ def to_rgb_uint8(image: ImageLike, name: str = "image") -> np.ndarray:
 def reference_tensor(rgb: np.ndarray, image_size: int) -> torch.Tensor:
     """The reference image at the working size: (3, S, S) float32 in [-1, 1].
 
-    Like the release: a plain bilinear (antialiased) resize to a square, no crop, so a
-    non-square portrait is stretched.
+    Like the release: a plain bilinear (antialiased) resize to a square, so a non-square image is
+    stretched (framing "stretch"); with framing "crop" it is given the square crop, already at size.
     """
     from PIL import Image
 

@@ -26,7 +26,7 @@ def test_animate_writes_h264_aac_at_25fps_cut_to_the_audio(tiny_model_folder, po
     assert (info["video_codec"], info["audio_codec"]) == ("h264", "aac")
     assert info["fps"] == 25
     assert info["frames"] == math.ceil(seconds * 25) == 18
-    assert (info["width"], info["height"]) == (128, 128)
+    assert (info["width"], info["height"]) == (256, 256)  # the whole photo, its face animated at --size 128
     # the original audio, cut to the video (18 / 25 s > 0.7 s, so all of it); AAC pads its last frame
     assert seconds <= info["audio_seconds"] <= seconds + 1024 / info["sample_rate"] + 1e-6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.mp4", "speech.wav"]

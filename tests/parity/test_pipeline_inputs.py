@@ -47,6 +47,7 @@ def face_outputs(parity_path, tmp_path_factory) -> dict[str, torch.Tensor]:
         face_expand_ratio=s["face_expand_ratio"],
         landmarks=LANDMARKS_CASE.tensors["input.landmarks"].numpy(),
         allow_missing_identity=True,  # the stand-in detector sees no face in a real photo
+        framing="stretch",  # the release resizes the whole photo to a square
     )
     out = {"input.ref_image": analysis.reference_image, "input.face_region": analysis.face_region}
     for level, masks in enumerate(analysis.masks):

@@ -21,8 +21,9 @@ def portrait_with_marker(portrait) -> np.ndarray:
 
 
 @pytest.mark.parametrize("image_size", [128, 256])
-def test_analysis_is_consistent(portrait_with_marker, analysis_models_dir, image_size: int) -> None:
-    analysis = analyze_face(portrait_with_marker, analysis_models_dir, image_size=image_size)
+def test_stretched_analysis_is_consistent(portrait_with_marker, analysis_models_dir, image_size: int) -> None:
+    """framing="stretch", the release's way: everything at the photo's own size, then resized."""
+    analysis = analyze_face(portrait_with_marker, analysis_models_dir, image_size=image_size, framing="stretch")
     s = image_size
     assert analysis.reference_image.shape == (3, s, s) and analysis.reference_image.dtype == torch.float32
     assert -1 <= float(analysis.reference_image.min()) and float(analysis.reference_image.max()) <= 1
@@ -39,27 +40,30 @@ def test_analysis_is_consistent(portrait_with_marker, analysis_models_dir, image
         assert torch.equal(ours.full, ref.full) and torch.equal(ours.face, ref.face) and torch.equal(ours.lip, ref.lip)
     x0, y0, x1, y1 = analysis.face_box
     assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+    assert analysis.framing is None and analysis.photo is None
+    with pytest.raises(InputError, match="framing='stretch'.*no crop to paste back"):
+        analysis.paste_back()
 
 
 def test_non_square_rgba_image(portrait_with_marker, analysis_models_dir) -> None:
     """A non-square RGBA portrait: converted, masks computed at its own size, reference stretched."""
     tall = portrait_with_marker[:, 60:460]  # 512 x 400
     rgba = np.dstack([tall, np.full(tall.shape[:2], 255, np.uint8)])
-    analysis = FaceAnalyzer(analysis_models_dir).analyze(rgba, image_size=128)
+    analysis = FaceAnalyzer(analysis_models_dir).analyze(rgba, image_size=128, framing="stretch")
     assert analysis.maps.face_mask.shape == tall.shape[:2]
     assert analysis.reference_image.shape == (3, 128, 128)
 
 
 def test_given_landmarks_skip_mediapipe(monkeypatch, portrait_with_marker, analysis_models_dir) -> None:
     analyzer = FaceAnalyzer(analysis_models_dir)
-    found = analyzer.analyze(portrait_with_marker, image_size=128)
+    found = analyzer.analyze(portrait_with_marker, image_size=128, framing="stretch")
     shifted = found.landmarks + [5.0, 0.0]
 
     def no_mediapipe(*args, **kwargs):
         raise AssertionError("mediapipe ran although landmarks were given")
 
     monkeypatch.setattr(analyzer, "find_landmarks", no_mediapipe)
-    again = analyzer.analyze(portrait_with_marker, image_size=128, landmarks=shifted)
+    again = analyzer.analyze(portrait_with_marker, image_size=128, landmarks=shifted, framing="stretch")
     assert np.array_equal(again.landmarks, shifted)
     with pytest.raises(InputError, match=r"landmarks must be a finite \(478, 2\)"):
         analyzer.analyze(portrait_with_marker, image_size=128, landmarks=shifted[:10])
@@ -73,6 +77,10 @@ def test_options_are_checked(portrait_with_marker, analysis_models_dir) -> None:
         analyzer.analyze(portrait_with_marker, multiple_faces="all")
     with pytest.raises(InputError, match="face_expand_ratio 0 is out of range: use 0.5 to 3"):
         analyzer.analyze(portrait_with_marker, face_expand_ratio=0)
+    with pytest.raises(InputError, match="framing='square' is unknown; use 'crop'"):
+        analyzer.analyze(portrait_with_marker, framing="square")
+    with pytest.raises(InputError, match="crop_scale 0.5 is out of range"):
+        analyzer.analyze(portrait_with_marker, crop_scale=0.5)
 
 
 def test_missing_identity_is_an_error_unless_allowed(portrait, analysis_models_dir) -> None:
@@ -164,6 +172,52 @@ def test_analysis_shows_no_third_party_future_warnings(portrait_with_marker, ana
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        analysis = FaceAnalyzer(analysis_models_dir).analyze(portrait_with_marker, image_size=128)
+        analysis = FaceAnalyzer(analysis_models_dir).analyze(portrait_with_marker, image_size=128, framing="stretch")
     assert analysis.embedding.abs().sum() > 0, "the identity model ran (where insightface used to warn)"
     assert [str(w.message) for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))] == []
+
+
+def _photo(portrait: np.ndarray, shape: str) -> np.ndarray:
+    """A 3:4 photo (the portrait, its edges repeated up and down) or a 16:9 one (a band across the face;
+    a wider photo would shrink the face below what mediapipe's detector finds in a 128-pixel copy)."""
+    if shape == "portrait-3x4":
+        return np.pad(portrait, ((90, 81), (0, 0), (0, 0)), mode="edge")
+    return np.ascontiguousarray(portrait[40:328])
+
+
+@pytest.mark.parametrize("shape", ["portrait-3x4", "landscape-16x9"])
+def test_cropped_analysis_is_made_on_the_square_around_the_face(monkeypatch, portrait, analysis_models_dir, shape):
+    from hallo_pipeline.face.images import reference_tensor
+    from hallo_pipeline.framing import crop_to_square, frame_face, landmarks_in_crop
+
+    photo = _photo(portrait, shape)
+    height, width = photo.shape[:2]
+    analyzer = FaceAnalyzer(analysis_models_dir)
+    given = []
+
+    def identity(rgb, *args, **kwargs):
+        given.append(rgb.copy())
+        return np.ones(512, np.float32)
+
+    monkeypatch.setattr(analyzer.identity_encoder, "embedding", identity)
+    analysis = analyzer.analyze(photo, image_size=128)  # framing="crop" is the default
+    framing = frame_face(analysis.landmarks, width, height)
+    assert analysis.framing == framing and np.array_equal(analysis.photo, photo)
+    crop = crop_to_square(photo, framing, 128)
+    assert len(given) == 1 and np.array_equal(given[0], crop), "identity is computed on the crop"
+    assert torch.equal(analysis.reference_image, reference_tensor(crop, 128))
+    maps = region_maps(landmarks_in_crop(analysis.landmarks, framing, 128), 128, 128)
+    assert analysis.face_box == maps.face_box and analysis.lip_box == maps.lip_box
+    assert torch.equal(analysis.face_region, face_region_tensor(maps.face_mask, 128))
+    for ours, ref in zip(analysis.masks, token_masks(maps, 128)):
+        assert torch.equal(ours.full, ref.full) and torch.equal(ours.face, ref.face) and torch.equal(ours.lip, ref.lip)
+    # The face sits in the middle of the square the model sees; in the 16:9 band the square is shifted down
+    # to stay inside the photo (no padding), so the face is higher.
+    x0, y0, x1, y1 = analysis.face_box
+    assert framing.padding == (0, 0, 0, 0) and abs((x0 + x1) / 2 - 64) < 4
+    assert abs((y0 + y1) / 2 - 64) < 4 if shape == "portrait-3x4" else framing.y0 == 0 and (y0 + y1) / 2 < 50
+    # The transformed landmarks are where mediapipe finds them in the crop itself.
+    found = analyzer.find_landmarks(crop_to_square(photo, framing, 512))
+    assert np.median(np.abs(found - landmarks_in_crop(analysis.landmarks, framing, 512))) < 2.0
+    paste = analysis.paste_back()
+    assert paste.paste(crop).shape == (height // 2 * 2, width // 2 * 2, 3)
