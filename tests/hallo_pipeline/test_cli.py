@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hallo_pipeline.cli import main
 from hallo_pipeline.video import read_video_info
 from tests.media import write_wav as _wav
@@ -30,6 +32,78 @@ def test_animate_writes_h264_aac_at_25fps_cut_to_the_audio(tiny_model_folder, po
     # the original audio, cut to the video (18 / 25 s > 0.7 s, so all of it); AAC pads its last frame
     assert seconds <= info["audio_seconds"] <= seconds + 1024 / info["sample_rate"] + 1e-6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.mp4", "speech.wav"]
+
+
+def _first_frame(path: Path):
+    import av
+
+    with av.open(str(path)) as container:
+        return next(container.decode(video=0)).to_ndarray(format="rgb24")
+
+
+PHOTOS = {  # name: (window of the astronaut photo: top, left, height, width; upscaled size or None; --max-side)
+    "portrait-3x4": ((0, 64, 512, 384), None, 0),
+    "landscape-16x9": ((0, 0, 288, 512), None, 0),
+    "3000x2000-capped": ((0, 0, 341, 512), (3000, 2000), 640),
+    "3000x2000": ((0, 0, 341, 512), (3000, 2000), 0),
+}
+
+
+@pytest.mark.parametrize("window, upscale, max_side", PHOTOS.values(), ids=PHOTOS.keys())
+def test_any_photo_in_the_same_photo_out(tiny_model_folder, tmp_path, window, upscale, max_side) -> None:
+    """A real photo of any shape comes back whole, its size kept (or capped), the face animated, with sound."""
+    import numpy as np
+    from PIL import Image
+
+    from hallo_pipeline.face.analysis import FaceAnalyzer
+    from hallo_pipeline.framing import PasteBack
+    from tests.conftest import astronaut
+
+    photo = Image.fromarray(astronaut(*window))
+    if upscale:
+        photo = photo.resize(upscale, Image.BICUBIC)
+    photo.save(tmp_path / "photo.png")
+    audio = _wav(tmp_path / "speech.wav", 0.5)
+    out = tmp_path / "moving.mp4"
+    rc = main(["animate", "--image", str(tmp_path / "photo.png"), "--audio", str(audio), "--output", str(out),
+               "--models", str(tiny_model_folder), "--size", "128", "--steps", "1", "--clip-length", "4",
+               "--max-side", str(max_side)])
+    assert rc == 0
+    info = read_video_info(out)
+    rgb = np.asarray(photo)
+    face = FaceAnalyzer(tiny_model_folder).analyze(rgb, image_size=128)
+    width, height = PasteBack(rgb, face.framing, max_side=max_side).size
+    assert (info["width"], info["height"]) == (width, height)
+    if max_side:
+        assert max(width, height) <= max_side and abs(width / height - photo.width / photo.height) < 0.01
+    else:
+        assert (width, height) == (photo.width // 2 * 2, photo.height // 2 * 2)
+    assert info["audio_codec"] == "aac" and info["audio_seconds"] >= 0.5 and info["frames"] == 13
+    # Outside the square (and its feather band) the video is the photo, up to h264; inside, the model's frame.
+    frame = _first_frame(out).astype(np.float64)
+    still = np.asarray(photo.resize((width, height), Image.BICUBIC) if max_side else rgb[:height, :width], np.float64)
+    sx, sy = width / photo.width, height / photo.height
+    x0, y0, x1, y1 = face.framing.box
+    inside = np.zeros((height, width), bool)
+    inside[max(0, round(y0 * sy)) : round(y1 * sy), max(0, round(x0 * sx)) : round(x1 * sx)] = True
+    assert 0 < inside.mean() < 1
+    assert np.abs(frame - still)[~inside].mean() < 3
+    assert np.abs(frame - still)[inside].mean() > 10  # the tiny random model paints no astronaut
+
+
+def test_stretch_writes_the_releases_square_frames(tiny_model_folder, tmp_path) -> None:
+    from PIL import Image
+
+    from tests.conftest import astronaut
+
+    Image.fromarray(astronaut(0, 64, 512, 384)).save(tmp_path / "photo.png")
+    audio = _wav(tmp_path / "speech.wav", 0.3)
+    out = tmp_path / "square.mp4"
+    assert main(["animate", "--image", str(tmp_path / "photo.png"), "--audio", str(audio), "--output", str(out),
+                 "--models", str(tiny_model_folder), "--size", "128", "--steps", "1", "--clip-length", "4",
+                 "--framing", "stretch"]) == 0
+    info = read_video_info(out)
+    assert (info["width"], info["height"], info["frames"]) == (128, 128, 8)
 
 
 def test_bad_image_is_an_error_message_not_a_traceback(tiny_model_folder, tmp_path, capsys) -> None:

@@ -53,6 +53,11 @@ def _animate(files, models, *extra: str) -> list[str]:
         ("--steps", "1001", r"argument --steps: 1001 is out of range: use 1 to 1000"),
         ("--steps", "2.5", r"argument --steps: '2.5' is not a whole number"),
         ("--face-expand-ratio", "nan", r"argument --face-expand-ratio: must be a finite number"),
+        ("--framing", "square", r"argument --framing: invalid choice: 'square' \(choose from '?crop'?, '?stretch'?\)"),
+        ("--crop-scale", "0.9", r"argument --crop-scale: 0.9 is out of range: use 1 to 6"),
+        ("--feather", "-0.1", r"argument --feather: -0.1 is out of range: use 0 to 0.5"),
+        ("--max-side", "-5", r"argument --max-side: -5 is out of range: use 0 to 65536"),
+        ("--max-side", "1e3", r"argument --max-side: '1e3' is not a whole number"),
     ],
 )
 def test_out_of_range_options_stop_at_parsing(option, value, message, capsys) -> None:
@@ -74,6 +79,10 @@ def test_out_of_range_options_stop_at_parsing(option, value, message, capsys) ->
                                   "positions for 32 frames, 2 of which are the motion frames; use at most 30"),
         (["--clip-length", "100"], "use at most 30"),
         (["--size", "100"], "error: image_size 100 cannot be used: the masks need sizes divisible by 64"),
+        (["--max-side", "8"], "error: max_side 8 is too small: use 0 (no cap) or at least 16"),
+        (["--framing", "stretch", "--max-side", "640"],
+         "error: max_side caps the photo the frames are pasted back into; with framing='stretch' the video is the "
+         "model's square frames"),
     ],
 )
 def test_bad_options_are_reported_before_loading(extra, message, files, tiny_model_folder, no_loading, capsys) -> None:
