@@ -28,6 +28,20 @@ def parity_path() -> Path:
     return path
 
 
+def hallo3_parity_dir() -> Path:
+    """HALLO3_PARITY_DIR, or ../shared/parity-hallo3 beside the repository."""
+    env = os.environ.get("HALLO3_PARITY_DIR")
+    return Path(env).resolve() if env else SHARED / "parity-hallo3"
+
+
+@pytest.fixture(scope="session")
+def hallo3_parity_path() -> Path:
+    path = hallo3_parity_dir()
+    if not (path / "tiny_config.json").is_file():
+        pytest.skip(f"Hallo3 parity fixtures not found at {path} (set HALLO3_PARITY_DIR to the fixture folder)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def net_keys_tsv() -> Path:
     path = SHARED / "hallo_net_keys.tsv"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import parity_dir
+from tests.conftest import hallo3_parity_dir, parity_dir
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,11 @@ def assert_matches(actual: torch.Tensor, expected: torch.Tensor, tol: Tolerance,
 
 def case(name: str) -> Case:
     return Case(parity_dir(), name)
+
+
+def hallo3_case(name: str) -> Case:
+    """A case of the Hallo3 fixture set (same file layout and tolerance rule as Hallo's)."""
+    return Case(hallo3_parity_dir(), name)
 
 
 @pytest.fixture(scope="session")
