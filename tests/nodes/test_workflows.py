@@ -18,9 +18,10 @@ def specs(comfy):
     return {node_id: spec_from_object_info(cls.GET_NODE_INFO_V1()) for node_id, cls in comfy.nodes().items()}
 
 
-def test_there_are_the_three_examples() -> None:
+def test_there_are_the_four_examples() -> None:
     assert [p.name for p in WORKFLOWS] == [
-        "hallo2_long_audio_upscaled.json", "hallo_masks_and_region_weights.json", "hallo_portrait_to_video.json"]
+        "hallo2_long_audio_upscaled.json", "hallo_masks_and_region_weights.json", "hallo_photo_paste_back.json",
+        "hallo_portrait_to_video.json"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -70,6 +71,23 @@ def _load(name: str) -> dict:
     return json.loads((REPO / "workflows" / name).read_text())
 
 
+def test_the_photo_workflow_pastes_the_frames_back_into_the_photo(specs) -> None:
+    workflow = _load("hallo_photo_paste_back.json")
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    prompt = to_prompt(workflow, specs)
+    by_type = {node_type: (node_id, inputs) for node_id, (node_type, inputs) in prompt.items()}
+    face_mask, stitch = by_type["HalloFaceMask"][0], by_type["HalloVideoStitch"][0]
+    assert by_type["HalloFaceMask"][1]["framing"] == "crop"
+    paste_id, paste = by_type["HalloPasteBack"]
+    assert paste["images"] == (stitch, 0) and paste["face"] == (face_mask, 0)
+    assert (paste["feather"], paste["color_match"], paste["max_side"]) == (0.05, True, 0)
+    video_id, video = by_type["CreateVideo"]
+    assert video == {"fps": 25, "images": (paste_id, 0), "audio": (stitch, 1)}  # the stitch's audio, cut to the frames
+    assert by_type["SaveVideo"][1]["video"] == (video_id, 0)
+    assert nodes[by_type["LoadImage"][0]]["widgets_values"][0] == "photo.png"
+    assert "PreviewImage" in by_type and by_type["PreviewImage"][1]["images"] == (face_mask, 6)  # the crop
+
+
 def test_the_masks_example_also_shows_the_crop(specs) -> None:
     prompt = to_prompt(_load("hallo_masks_and_region_weights.json"), specs)
     face_mask = next(node_id for node_id, (node_type, _) in prompt.items() if node_type == "HalloFaceMask")
@@ -77,7 +95,8 @@ def test_the_masks_example_also_shows_the_crop(specs) -> None:
     assert (face_mask, 6) in previews
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.name != "hallo_photo_paste_back.json"],
+                         ids=lambda p: p.stem)
 def test_workflows_saved_before_framing_still_load(path, specs) -> None:
     """A Hallo Face Mask saved before issue #11 has four widget values and six outputs: it loads, and the
     prompt leaves framing and crop_scale out, so the node runs with its defaults."""
