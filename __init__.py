@@ -2,7 +2,7 @@
 
 ComfyUI imports this folder as a package. With the V3 API (ComfyUI 0.3.64 and later) it calls
 `comfy_entrypoint()`; `NODE_CLASS_MAPPINGS` is then None, because ComfyUI prefers a module's
-NODE_CLASS_MAPPINGS over its entry point whenever it is set. On an older ComfyUI the same six
+NODE_CLASS_MAPPINGS over its entry point whenever it is set. On an older ComfyUI the same seven
 nodes come as NODE_CLASS_MAPPINGS. Everything heavy (torch models, mediapipe, insightface) is
 imported lazily by the nodes when they run, never here.
 """

@@ -1,4 +1,4 @@
-"""ComfyUI glue: six thin nodes over `hallo_pipeline`.
+"""ComfyUI glue: seven thin nodes over `hallo_pipeline`.
 
 On a ComfyUI with the V3 API the nodes are served through `comfy_entrypoint()` and
 `NODE_CLASS_MAPPINGS` is None: both ComfyUI 0.3.64 and 0.33.0 register a module's
@@ -13,11 +13,15 @@ from .api import HAS_V3, ComfyExtension
 from .audio_embed import HalloAudioEmbed
 from .face_mask import HalloFaceMask
 from .model_loader import HalloModelLoader
+from .paste_back import HalloPasteBack
 from .reference_encode import HalloReferenceEncode
 from .sampler import HalloSampler
 from .video_stitch import HalloVideoStitch
 
-NODES = [HalloModelLoader, HalloFaceMask, HalloAudioEmbed, HalloReferenceEncode, HalloSampler, HalloVideoStitch]
+NODES = [
+    HalloModelLoader, HalloFaceMask, HalloAudioEmbed, HalloReferenceEncode, HalloSampler, HalloVideoStitch,
+    HalloPasteBack,
+]
 
 comfy_glue.register_model_folder()
 

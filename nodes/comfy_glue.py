@@ -226,8 +226,23 @@ def cancel_check() -> bool:
     return False
 
 
+def each_item(count: int) -> Iterator[int]:
+    """range(count) for a loop over frames: Cancel is checked before each item (ComfyUI's own interrupt)
+    and one progress bar moves after each."""
+    bar = comfy.utils.ProgressBar(count)
+    for index in range(count):
+        mm.throw_exception_if_processing_interrupted()
+        yield index
+        bar.update(1)
+
+
+def output_device() -> torch.device:
+    """Where node outputs live (ComfyUI's intermediate device: the CPU unless it runs --gpu-only)."""
+    return mm.intermediate_device()
+
+
 def to_output(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.to(mm.intermediate_device())
+    return tensor.to(output_device())
 
 
 def make_video(images: torch.Tensor, audio: dict | None, fps: float):

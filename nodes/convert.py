@@ -43,3 +43,8 @@ def cut_audio(waveform: torch.Tensor, sample_rate: int, start_seconds: float, se
     if piece.shape[1] < length:
         piece = F.pad(piece, (0, length - piece.shape[1]))
     return piece
+
+
+def rgb_to_image(rgb) -> torch.Tensor:
+    """A (H, W, 3) uint8 array -> IMAGE [1, H, W, 3] float32."""
+    return (torch.from_numpy(rgb).float() / 255)[None].contiguous()

@@ -1,14 +1,17 @@
-"""HalloFaceMask: portrait IMAGE -> HALLO_FACE, the reference image the model sees, and the region masks."""
+"""HalloFaceMask: portrait IMAGE -> HALLO_FACE, the reference image the model sees, the region masks and the crop."""
 
 from __future__ import annotations
 
-from ..hallo_pipeline.config import FACE_EXPAND_RATIO, IMAGE_SIZE
+from ..hallo_pipeline.config import CROP_SCALE, FACE_EXPAND_RATIO, FRAMING_OPTIONS, IMAGE_SIZE
 from . import comfy_glue as glue
 from .api import CATEGORY, FACE, PIPELINE, io
-from .convert import chw_to_image, map_to_mask
+from .convert import chw_to_image, map_to_mask, rgb_to_image
 from .errors import blame
 
 NODE_ID = "HalloFaceMask"
+# The `crop` output shows the square at the photo's resolution up to this side; a crop of a huge
+# photo would otherwise be a giant IMAGE (a 6000-pixel square is 432 MB as float32).
+CROP_OUTPUT_MAX_SIDE = 2048
 
 
 class HalloFaceMask(io.ComfyNode):
@@ -18,14 +21,15 @@ class HalloFaceMask(io.ComfyNode):
             node_id=NODE_ID,
             display_name="Hallo Face Mask",
             category=f"{CATEGORY}/preprocessing",
-            description="Finds the face (mediapipe landmarks), builds Hallo's pose / face / lip region masks and the "
-            "identity embedding (insightface), and prepares the reference image at the working size.",
+            description="Finds the face (mediapipe landmarks), cuts a square around it from the photo (or stretches "
+            "the whole photo to a square), builds Hallo's pose / face / lip region masks and the identity embedding "
+            "(insightface), and prepares the reference image at the working size.",
             inputs=[
                 PIPELINE.Input("pipeline",
                                tooltip="From Hallo Model Loader; its model folder provides the face models."),
                 io.Image.Input(
-                    "image", tooltip="The portrait: one image, the face frontal and about 50-70% of the frame; it is "
-                    "resized to a square of image_size (crop it square first to avoid stretching).",
+                    "image", tooltip="The portrait: one image of any size and aspect ratio, the face roughly frontal. "
+                    "See framing for how it is made square.",
                 ),
                 io.Int.Input(
                     "image_size", default=IMAGE_SIZE.default, min=IMAGE_SIZE.low, max=IMAGE_SIZE.high, step=64,
@@ -47,11 +51,29 @@ class HalloFaceMask(io.ComfyNode):
                     tooltip="When the identity model finds no face although the landmarks did: continue without "
                     "identity (a zero embedding, as the original release silently did) instead of stopping.",
                 ),
+                # Optional, after the older widgets: workflows and prompts saved before they existed load
+                # unchanged and run with the defaults.
+                io.Combo.Input(
+                    "framing", options=list(FRAMING_OPTIONS), default="crop", optional=True,
+                    tooltip="crop: animate a square cut around the face (crop_scale x its size) and paste the frames "
+                    "back into the photo with Hallo Paste Back, so the video is the whole photo at its own size. "
+                    "stretch: the whole photo resized to a square, as the original release does (a non-square "
+                    "photo comes out squeezed).",
+                ),
+                io.Float.Input(
+                    "crop_scale", default=CROP_SCALE.default, min=CROP_SCALE.low, max=CROP_SCALE.high, step=0.05,
+                    optional=True,
+                    tooltip="framing crop: side of the square as a multiple of the face's size. 2.3 fits head, hair "
+                    "and neck; smaller gives the face more pixels, larger shows more shoulders and background. "
+                    "Ignored by stretch.",
+                ),
             ],
             outputs=[
-                FACE.Output("face", display_name="face", tooltip="Face analysis for Hallo Reference Encode."),
+                FACE.Output("face", display_name="face",
+                            tooltip="Face analysis for Hallo Reference Encode and Hallo Paste Back."),
                 io.Image.Output("reference_image", display_name="reference_image",
-                                tooltip="The portrait as the model sees it (image_size x image_size)."),
+                                tooltip="The portrait as the model sees it (image_size x image_size): "
+                                "the square around the face, or the stretched photo."),
                 io.Mask.Output("pose_mask", display_name="pose_mask",
                                tooltip="Region the pose weight acts on: everything outside the blurred face box."),
                 io.Mask.Output("face_mask", display_name="face_mask",
@@ -61,24 +83,44 @@ class HalloFaceMask(io.ComfyNode):
                 io.Mask.Output("face_region", display_name="face_region",
                                tooltip="The face box given to the FaceLocator "
                                "(and kept intact by Hallo2's motion-frame drop)."),
+                # Last, so links saved by output slot number keep pointing at the same outputs.
+                io.Image.Output("crop", display_name="crop",
+                                tooltip=f"The square cut from the photo, at the photo's own resolution (at most "
+                                f"{CROP_OUTPUT_MAX_SIDE} pixels a side), edges repeated where it reaches past the "
+                                "photo; with stretch, the whole photo."),
             ],
         )
 
     @classmethod
     def execute(cls, pipeline, image, image_size: int, face_expand_ratio: float, multiple_faces: str,
-                allow_missing_identity: bool) -> io.NodeOutput:
+                allow_missing_identity: bool, framing: str = "crop",
+                crop_scale: float = CROP_SCALE.default) -> io.NodeOutput:
         from ..hallo_pipeline.face.masks import check_image_size
+        from ..hallo_pipeline.framing import check_framing_mode
 
-        with blame(NODE_ID, "image_size", inputs={"face_expand_ratio": "face_expand_ratio"}):
+        with blame(NODE_ID, "image_size", inputs={name: name for name in ("face_expand_ratio", "framing",
+                                                                           "crop_scale")}):
             check_image_size(image_size)
             FACE_EXPAND_RATIO.check(face_expand_ratio)
+            check_framing_mode(framing)
+            CROP_SCALE.check(crop_scale)
         with blame(NODE_ID, "image", models_input="pipeline"):
             face = pipeline.analyze_face(
-                image, image_size, face_expand_ratio,
+                image, image_size, face_expand_ratio, framing=framing, crop_scale=crop_scale,
                 multiple_faces=multiple_faces, allow_missing_identity=allow_missing_identity,
             )
         maps = face.maps
         masks = [map_to_mask(m, image_size) for m in (maps.full, maps.face, maps.lip)]
         reference = chw_to_image((face.reference_image + 1) / 2)
         region = map_to_mask(face.face_region[0], image_size)
-        return io.NodeOutput(face, *map(glue.to_output, (reference, *masks, region)))
+        return io.NodeOutput(face, *map(glue.to_output, (reference, *masks, region, _crop(face, image))))
+
+
+def _crop(face, image):
+    """The square the face was cut from, at source resolution up to CROP_OUTPUT_MAX_SIDE; stretch: the photo."""
+    from ..hallo_pipeline.framing import crop_to_square
+
+    if face.framing is None:
+        return image
+    side = min(face.framing.side, CROP_OUTPUT_MAX_SIDE)
+    return rgb_to_image(crop_to_square(face.photo, face.framing, side))

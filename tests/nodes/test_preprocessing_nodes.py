@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import PORTRAIT
+from tests.conftest import PORTRAIT, astronaut
 from tests.nodes.comfy_env import comfy_env
 
 SIZE = 128
@@ -55,7 +55,7 @@ def _face_mask(run, pipeline, image, **overrides):
 
 
 def test_face_mask_outputs_line_up_with_the_reference_image(run, pipeline, portrait) -> None:
-    face, reference, pose, face_mask, lip, region = _face_mask(run, pipeline, portrait)
+    face, reference, pose, face_mask, lip, region, _ = _face_mask(run, pipeline, portrait)
     assert reference.shape == (1, SIZE, SIZE, 3) and 0 <= reference.min() and reference.max() <= 1
     torch.testing.assert_close(reference[0].permute(2, 0, 1), (face.reference_image + 1) / 2)
     for mask in (pose, face_mask, lip, region):
@@ -67,6 +67,68 @@ def test_face_mask_outputs_line_up_with_the_reference_image(run, pipeline, portr
     box = torch.nonzero(region[0] > 0.5).float().mean(0).long()
     assert pose[0][tuple(box)] < 0.2 and pose[0, 0, 0] > 0.8
     torch.testing.assert_close(region[0], face.face_region[0])
+
+
+def _image(rgb):
+    return torch.from_numpy(rgb.astype(np.float32) / 255)[None]
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """A non-square photo (3:4, 384x512) of the astronaut, as LoadImage gives it."""
+    return _image(astronaut(left=64, width=384))
+
+
+def test_crop_framing_animates_a_square_around_the_face_of_any_photo(run, pipeline, photo) -> None:
+    face, reference, *masks, crop = _face_mask(run, pipeline, photo, framing="crop", crop_scale=2.3)
+    framing = face.framing
+    assert (framing.width, framing.height, framing.crop_scale) == (384, 512, 2.3)
+    assert face.photo.shape == (512, 384, 3)
+    # the crop output is the square at the photo's resolution; the reference is that square at image_size
+    assert crop.shape == (1, framing.side, framing.side, 3) and crop.dtype == torch.float32
+    assert 0 <= crop.min() and crop.max() <= 1
+    shrunk = torch.nn.functional.interpolate(crop.movedim(-1, 1), size=(SIZE, SIZE), mode="bilinear",
+                                             antialias=True).movedim(1, -1)
+    assert (shrunk - reference).abs().mean() < 0.02
+    assert all(m.shape == (1, SIZE, SIZE) for m in masks)
+    # a larger crop_scale cuts a larger square around the same face
+    wider = _face_mask(run, pipeline, photo, framing="crop", crop_scale=3.0)[0].framing
+    assert wider.side > framing.side
+
+
+def test_the_crop_output_of_a_huge_photo_is_capped(env, run, pipeline, photo, monkeypatch) -> None:
+    monkeypatch.setattr(env.module("nodes.face_mask"), "CROP_OUTPUT_MAX_SIDE", 100)
+    face, *_, crop = _face_mask(run, pipeline, photo)
+    assert face.framing.side > 100 and crop.shape == (1, 100, 100, 3)
+
+
+def test_stretch_framing_squeezes_the_whole_photo_like_the_release(run, pipeline, photo) -> None:
+    face, reference, *_, crop = _face_mask(run, pipeline, photo, framing="stretch")
+    assert face.framing is None and face.photo is None
+    assert crop is photo  # the whole photo, as given
+    squeezed = torch.nn.functional.interpolate(photo.movedim(-1, 1), size=(SIZE, SIZE), mode="bilinear",
+                                               antialias=True).movedim(1, -1)
+    assert (squeezed - reference).abs().mean() < 0.02
+
+
+def test_a_prompt_saved_before_framing_existed_still_runs(run, pipeline, photo) -> None:
+    """framing and crop_scale are optional: ComfyUI leaves them out of an old prompt, and the node crops."""
+    outputs = run("HalloFaceMask", pipeline=pipeline, image=photo, image_size=SIZE, face_expand_ratio=1.2,
+                  multiple_faces="error", allow_missing_identity=False)
+    assert len(outputs) == 7 and outputs[0].framing.crop_scale == 2.3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name", "message"),
+    [
+        ({"framing": "zoom"}, "framing", r"framing='zoom' is unknown; use 'crop'"),
+        ({"crop_scale": 0.5}, "crop_scale", r"crop_scale 0.5 is out of range: use 1 to 6"),
+    ],
+)
+def test_framing_settings_name_their_input(env, run, pipeline, photo, overrides, name, message) -> None:
+    with pytest.raises(env.module("hallo_pipeline.errors").InputError,
+                       match=rf"HalloFaceMask input '{name}': {message}"):
+        _face_mask(run, pipeline, photo, **overrides)
 
 
 @pytest.mark.parametrize(

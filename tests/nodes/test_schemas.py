@@ -12,8 +12,10 @@ SOCKETS = {  # (inputs, outputs) as saved workflows refer to them
     # attention came last, so workflows saved before it keep their widget values in place
     "HalloModelLoader": (["model_folder", "variant", "precision", "device", "attention"], ["HALLO_PIPELINE"]),
     "HalloFaceMask": (
-        ["pipeline", "image", "image_size", "face_expand_ratio", "multiple_faces", "allow_missing_identity"],
-        ["HALLO_FACE", "IMAGE", "MASK", "MASK", "MASK", "MASK"],
+        # framing and crop_scale (optional) and the crop output came last, for the same reason
+        ["pipeline", "image", "image_size", "face_expand_ratio", "multiple_faces", "allow_missing_identity", "framing",
+         "crop_scale"],
+        ["HALLO_FACE", "IMAGE", "MASK", "MASK", "MASK", "MASK", "IMAGE"],
     ),
     "HalloAudioEmbed": (
         ["pipeline", "audio", "separate_vocals", "mode", "clip_length"], ["HALLO_AUDIO", "INT", "AUDIO"]
@@ -25,6 +27,7 @@ SOCKETS = {  # (inputs, outputs) as saved workflows refer to them
         ["HALLO_FRAMES"],
     ),
     "HalloVideoStitch": (["frames", "audio", "fps", "frames_2", "frames_3", "frames_4"], ["IMAGE", "AUDIO", "VIDEO"]),
+    "HalloPasteBack": (["images", "face", "feather", "color_match", "max_side"], ["IMAGE"]),
 }
 
 
@@ -72,5 +75,11 @@ def test_widgets_have_sensible_defaults(schemas) -> None:
     assert loader["variant"].options == ["auto", "hallo", "hallo2"] and "low_vram" in loader["device"].options
     assert loader["attention"].options == ["auto", "sdpa", "flash", "sage"] and loader["attention"].default == "auto"
     assert all(f"{option}:" in loader["attention"].tooltip for option in ("sdpa", "flash", "sage"))
+    assert (face["framing"].options, face["framing"].default, face["crop_scale"].default) == (["crop", "stretch"],
+                                                                                             "crop", 2.3)
+    assert face["framing"].optional and face["crop_scale"].optional  # saved workflows without them still load
+    paste = {i.id: i for i in schemas["HalloPasteBack"].inputs}
+    assert (paste["feather"].default, paste["color_match"].default, paste["max_side"].default) == (0.05, True, 0)
+    assert (paste["max_side"].min, paste["feather"].max) == (0, 0.5)
     stitch = {i.id: i for i in schemas["HalloVideoStitch"].inputs}
     assert stitch["fps"].default == 25.0 and all(stitch[f"frames_{k}"].optional for k in (2, 3, 4))

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.nodes.comfy_env import REPO
-from tests.nodes.workflow_check import check_workflow, spec_from_object_info
+from tests.nodes.workflow_check import check_workflow, spec_from_object_info, to_prompt
 
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 
@@ -18,9 +18,10 @@ def specs(comfy):
     return {node_id: spec_from_object_info(cls.GET_NODE_INFO_V1()) for node_id, cls in comfy.nodes().items()}
 
 
-def test_there_are_the_three_examples() -> None:
+def test_there_are_the_four_examples() -> None:
     assert [p.name for p in WORKFLOWS] == [
-        "hallo2_long_audio_upscaled.json", "hallo_masks_and_region_weights.json", "hallo_portrait_to_video.json"]
+        "hallo2_long_audio_upscaled.json", "hallo_masks_and_region_weights.json", "hallo_photo_paste_back.json",
+        "hallo_portrait_to_video.json"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -64,3 +65,51 @@ def test_attention_is_the_loaders_last_widget(specs) -> None:
     widget missing at the end its default."""
     assert [name for name, _, _ in specs["HalloModelLoader"].widgets] == [
         "model_folder", "variant", "precision", "device", "attention"]
+
+
+def _load(name: str) -> dict:
+    return json.loads((REPO / "workflows" / name).read_text())
+
+
+def test_the_photo_workflow_pastes_the_frames_back_into_the_photo(specs) -> None:
+    workflow = _load("hallo_photo_paste_back.json")
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    prompt = to_prompt(workflow, specs)
+    by_type = {node_type: (node_id, inputs) for node_id, (node_type, inputs) in prompt.items()}
+    face_mask, stitch = by_type["HalloFaceMask"][0], by_type["HalloVideoStitch"][0]
+    assert by_type["HalloFaceMask"][1]["framing"] == "crop"
+    paste_id, paste = by_type["HalloPasteBack"]
+    assert paste["images"] == (stitch, 0) and paste["face"] == (face_mask, 0)
+    assert (paste["feather"], paste["color_match"], paste["max_side"]) == (0.05, True, 0)
+    video_id, video = by_type["CreateVideo"]
+    assert video == {"fps": 25, "images": (paste_id, 0), "audio": (stitch, 1)}  # the stitch's audio, cut to the frames
+    assert by_type["SaveVideo"][1]["video"] == (video_id, 0)
+    assert nodes[by_type["LoadImage"][0]]["widgets_values"][0] == "photo.png"
+    assert "PreviewImage" in by_type and by_type["PreviewImage"][1]["images"] == (face_mask, 6)  # the crop
+
+
+def test_the_masks_example_also_shows_the_crop(specs) -> None:
+    prompt = to_prompt(_load("hallo_masks_and_region_weights.json"), specs)
+    face_mask = next(node_id for node_id, (node_type, _) in prompt.items() if node_type == "HalloFaceMask")
+    previews = [inputs["images"] for node_type, inputs in prompt.values() if node_type == "PreviewImage"]
+    assert (face_mask, 6) in previews
+
+
+@pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.name != "hallo_photo_paste_back.json"],
+                         ids=lambda p: p.stem)
+def test_workflows_saved_before_framing_still_load(path, specs) -> None:
+    """A Hallo Face Mask saved before issue #11 has four widget values and six outputs: it loads, and the
+    prompt leaves framing and crop_scale out, so the node runs with its defaults."""
+    workflow = _load(path.name)
+    for node in workflow["nodes"]:
+        if node["type"] == "HalloFaceMask":
+            del node["widgets_values"][4:]
+            if node["outputs"][6]["links"]:  # the masks example previews the crop: that link is new too
+                (link,) = node["outputs"][6]["links"]
+                workflow["links"] = [x for x in workflow["links"] if x[0] != link]
+                workflow["nodes"] = [n for n in workflow["nodes"] if all(i["link"] != link for i in n["inputs"])]
+            del node["outputs"][6:]
+    assert check_workflow(workflow, specs, saved_before=True) == []
+    assert any("no value for widget framing" in p for p in check_workflow(workflow, specs))  # shipped ones: complete
+    (inputs,) = [inputs for node_type, inputs in to_prompt(workflow, specs).values() if node_type == "HalloFaceMask"]
+    assert "framing" not in inputs and "crop_scale" not in inputs and inputs["allow_missing_identity"] is False

@@ -4,7 +4,10 @@ The layout rules are the frontend's: `widgets_values` lists the node's widget in
 BOOLEAN, STRING, combos) in /object_info `input_order` (required, then optional), with one extra
 value after an input that has `control_after_generate` ("fixed", "randomize", ...). A link
 [id, origin, origin_slot, target, target_slot, type] joins an output slot to an input slot of
-the same type.
+the same type. A workflow saved before a node gained optional widgets (at the end) or outputs (at
+the end) lacks them; it still loads (the widgets get their defaults, ComfyUI leaves unset optional
+inputs out of the prompt): `check_workflow(..., saved_before=True)` accepts that, the examples we
+ship must be complete.
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ class NodeSpec:
     required_links: set[str]
     widgets: list[tuple[str, object, dict]]  # (name, type or combo options, options) in frontend order
     outputs: list[str]
+    optional: frozenset[str] = frozenset()  # optional inputs (links and widgets)
 
 
 def spec_from_object_info(info: dict) -> NodeSpec:
     links, required, widgets = {}, set(), []
+    optional = frozenset(info["input_order"].get("optional", []))
     for section in ("required", "optional"):
         for name in info["input_order"].get(section, []):
             typ, options = info["input"][section][name]
@@ -46,7 +51,7 @@ def spec_from_object_info(info: dict) -> NodeSpec:
                 links[name] = typ
                 if section == "required":
                     required.add(name)
-    return NodeSpec(links, required, widgets, list(info["output"]))
+    return NodeSpec(links, required, widgets, list(info["output"]), optional)
 
 
 def _widget_problem(name, typ, options, value) -> str | None:
@@ -62,8 +67,9 @@ def _widget_problem(name, typ, options, value) -> str | None:
     return None
 
 
-def check_workflow(workflow: dict, specs: dict[str, NodeSpec]) -> list[str]:
-    """Problems found (empty when the workflow fits the schemas)."""
+def check_workflow(workflow: dict, specs: dict[str, NodeSpec], saved_before: bool = False) -> list[str]:
+    """Problems found (empty when the workflow fits the schemas). saved_before: accept nodes saved before
+    their optional widgets or outputs at the end existed."""
     problems = []
     for key in ("nodes", "links", "last_node_id", "last_link_id", "version"):
         if key not in workflow:
@@ -83,7 +89,8 @@ def check_workflow(workflow: dict, specs: dict[str, NodeSpec]) -> list[str]:
             values = list(node.get("widgets_values") or [])
             for name, typ, options in spec.widgets:
                 if not values:
-                    problems.append(f"{where}: no value for widget {name}")
+                    if not (saved_before and name in spec.optional):
+                        problems.append(f"{where}: no value for widget {name}")
                     break
                 problem = _widget_problem(name, typ, options, values.pop(0))
                 if problem:
@@ -104,7 +111,8 @@ def check_workflow(workflow: dict, specs: dict[str, NodeSpec]) -> list[str]:
         connected = {slot["name"] for slot in inputs if slot.get("link") is not None}
         for name in spec.required_links - connected:
             problems.append(f"{where}: required input {name} is not connected")
-        if [o["type"] for o in node.get("outputs") or []] != spec.outputs:
+        saved_outputs = [o["type"] for o in node.get("outputs") or []]
+        if saved_outputs != (spec.outputs[: len(saved_outputs)] if saved_before else spec.outputs):
             problems.append(
                 f"{where}: outputs {[o['type'] for o in node.get('outputs') or []]} != schema {spec.outputs}"
             )
@@ -134,6 +142,8 @@ def to_prompt(workflow: dict, specs: dict[str, NodeSpec]) -> dict:
             inputs.update(zip(CORE_NODES[node["type"]][1], values))
         else:
             for name, _, options in specs[node["type"]].widgets:
+                if not values:  # optional widgets a workflow saved before them lacks: left out, as ComfyUI does
+                    break
                 inputs[name] = values.pop(0)
                 if options.get("control_after_generate"):
                     values.pop(0)
