@@ -95,6 +95,8 @@ class FinalLayer(nn.Module):
 
 
 class Mixins(nn.Module):
+    """SAT's `mixins.*`: embeddings, AdaLN and head; registration order is the checkpoint's key order."""
+
     def __init__(self, config: DiTConfig):
         super().__init__()
         self.pos_embed = PosEmbed(config)
@@ -104,6 +106,8 @@ class Mixins(nn.Module):
 
 
 class Transformer(nn.Module):
+    """SAT's `transformer.*`: the layers, the final LayerNorm and (main model) the two projections."""
+
     def __init__(self, config: Hallo3Config, cross_attention: bool):
         super().__init__()
         dit = config.dit
@@ -318,7 +322,6 @@ class Hallo3DiT(nn.Module):
         text, video = self._layers(text, video, emb, self.rope(frames), reference, conditions)
         return self._head(video, emb, frames).to(latent.dtype)
 
-    @torch.no_grad()
     def reference_bank(
         self, ref_latent: torch.Tensor, text: torch.Tensor | None = None, with_output: bool = False
     ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
