@@ -1,0 +1,2 @@
+"""Hallo3: a CogVideoX-5B video DiT with an identity reference bank and face/audio cross-attention
+(`SPEC-HALLO3.md`). A second model family beside Hallo/Hallo2; importing this package loads nothing heavy."""
