@@ -1,10 +1,10 @@
 """Hallo3's sampler: VP-SDE DPM-Solver++(2M) over zero-terminal-SNR tables, v-prediction (SPEC §7).
 
     schedule = Schedule.build(50)
-    latent = sample(v_prediction(guided_velocity), shape, schedule, SeededNoise(seed), device=device)
+    latent = sample(guided_v_prediction(dit_velocities), shape, schedule, SeededNoise(seed), device=device)
 
-`guided_velocity(x, timestep)` is the DiT with guidance (§8) returning v; `sample` returns the last
-step's x0 prediction. Any `predict_x0(x, step)` can stand in for the model (the tests use recorded
+`dit_velocities(x, timestep)` returns the DiT's (uncond, cond) v-predictions (§8); `sample` returns the
+last step's x0 prediction. Any `predict_x0(x, step)` can stand in for the model (the tests use recorded
 predictions and analytic models).
 
 Hand-written, not diffusers' `DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++")`, because
@@ -21,6 +21,7 @@ tables bit for bit; the sampler state and the x0 predictions are float32 whateve
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -29,11 +30,14 @@ import numpy as np
 import torch
 
 from ..config import Limit
+from ..errors import InputError
 from .noise import NoiseSource
 
 TRAIN_TIMESTEPS = 1000
 BETA_START, BETA_END = 0.00085, 0.012  # "scaled linear": linear in sqrt(beta)
 STEPS = Limit("steps", 50, 1, TRAIN_TIMESTEPS, True, "Hallo3 uses 50 steps (the schedule has 1000 timesteps)")
+# Hard-coded in the release (its configured "dynamic CFG" is overwritten: QUIRK, SPEC §8).
+GUIDANCE_SCALE = 3.5
 
 
 def train_betas() -> torch.Tensor:
@@ -156,12 +160,31 @@ PredictX0 = Callable[[torch.Tensor, Step], torch.Tensor]
 
 
 def v_prediction(velocity: Callable[[torch.Tensor, int], torch.Tensor]) -> PredictX0:
-    """x0 = c_skip * x + c_out * v (c_in = 1) from `velocity(x, timestep)`, e.g. the guided DiT output
-    (guiding v or x0 is the same: both CFG halves share c_skip and c_out)."""
+    """x0 = c_skip * x + c_out * v (c_in = 1) from `velocity(x, timestep)`, e.g. a DiT without guidance,
+    or an already guided v (equal to `guided_v_prediction` up to float32 rounding: both CFG halves share
+    c_skip and c_out)."""
 
     def predict_x0(x: torch.Tensor, step: Step) -> torch.Tensor:
         v = velocity(x, step.timestep).to(torch.float32)
         return v * step.c_out + x * step.c_skip
+
+    return predict_x0
+
+
+def guided_v_prediction(
+    velocities: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]], scale: float = GUIDANCE_SCALE
+) -> PredictX0:
+    """Classifier-free guidance the release's way (SPEC §8): `velocities(x, timestep)` gives the DiT's
+    (uncond, cond) v; each is turned into x0, then x0_u + scale * (x0_c - x0_u). Guiding v first is the
+    same in exact arithmetic; this order reproduces the release's float32 values bit for bit."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise InputError(f"cfg must be a finite number, got {scale!r}; Hallo3 uses {GUIDANCE_SCALE}", "cfg")
+
+    def predict_x0(x: torch.Tensor, step: Step) -> torch.Tensor:
+        v_uncond, v_cond = velocities(x, step.timestep)
+        x0_uncond = v_uncond.to(torch.float32) * step.c_out + x * step.c_skip
+        x0_cond = v_cond.to(torch.float32) * step.c_out + x * step.c_skip
+        return x0_uncond + (x0_cond - x0_uncond) * scale
 
     return predict_x0
 

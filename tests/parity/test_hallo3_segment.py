@@ -1,4 +1,5 @@
-"""Parity case `segment`, the sampler alone (SPEC §7.2, §7.4).
+"""Parity case `segment`, the sampler alone (SPEC §7.2, §7.4), and the denoiser with guidance (§7.3, §8)
+from the network outputs `dit_step` records.
 
 The case stores every step's guided x0 prediction (`debug.step{j}.denoised`), every random draw
 (`input.noise.NNN`) and the state entering a few steps (`debug.step{j}.x_in`). Handing the recorded
@@ -73,3 +74,32 @@ def test_seeded_noise_is_the_release_stream(hallo3_parity_path):
         assert torch.equal(ours, draw), f"draw {index} ({kind}) differs"
     latent, entering = _run(SeededNoise(CASE.settings["run_seed"]))
     _check(latent, entering)
+
+
+def _constant(value):
+    """A stand-in network that returns what was recorded."""
+    return lambda x, timestep: value
+
+
+def test_guided_denoiser_from_recorded_network_outputs(hallo3_parity_path):
+    """`dit_step` records the DiT's v for both CFG halves at two steps of a 50-step run (the second in the
+    snapping range): x0 per half and the guided x0 follow from them and the tables alone."""
+    from hallo_pipeline.hallo3.sampler import Schedule, guided_v_prediction, v_prediction
+
+    case = hallo3_case("dit_step")
+    schedule = Schedule.build(CASE.settings["num_steps"])
+    x = case.tensors["input.x_noisy"]
+    for evaluation in case.settings["evaluations"]:
+        step = schedule.step(evaluation["step_index_i"])
+        assert step.timestep == evaluation["timestep_fed"]
+        p = evaluation["prefix"]
+        v_uncond, v_cond = case.tensors[f"{p}expected.model_output_uc"], case.tensors[f"{p}expected.model_output_c"]
+        both = _constant((v_uncond, v_cond))
+        ours = {
+            "denoised_uc": v_prediction(_constant(v_uncond))(x, step),
+            "denoised_c": v_prediction(_constant(v_cond))(x, step),
+            "denoised_guided": guided_v_prediction(both, evaluation["guidance"])(x, step),
+        }
+        for name, tensor in ours.items():
+            key = f"{p}expected.{name}"
+            assert_matches(tensor, case.tensors[key], case.tolerance(key), f"dit_step {key}")

@@ -11,8 +11,10 @@ import torch
 from hallo_pipeline.errors import InputError
 from hallo_pipeline.hallo3.noise import ReplayedNoise, SeededNoise
 from hallo_pipeline.hallo3.sampler import (
+    GUIDANCE_SCALE,
     Schedule,
     denoiser_table,
+    guided_v_prediction,
     sample,
     solver_alphas,
     step_timesteps,
@@ -186,3 +188,23 @@ def test_samples_a_gaussian_with_its_exact_denoiser(steps):
     out = sample(posterior_mean, (1, 40000), Schedule.build(steps), SeededNoise(0))
     assert abs(out.mean().item() - mu) < 0.03
     assert abs(out.std().item() / s - 1) < 0.01
+
+
+def test_guidance_blends_the_two_x0_predictions():
+    schedule = Schedule.build(50)
+    step = schedule.step(10)
+    x = torch.linspace(-2, 2, 9)
+    v_uncond, v_cond = torch.sin(x), torch.cos(x)
+
+    def x0(v):
+        return v_prediction(lambda x, t: v)(x, step)
+
+    def guided(scale):
+        return guided_v_prediction(lambda x, t: (v_uncond, v_cond), scale)(x, step)
+
+    assert torch.equal(guided(0.0), x0(v_uncond))
+    torch.testing.assert_close(guided(1.0), x0(v_cond))
+    torch.testing.assert_close(guided(GUIDANCE_SCALE), x0(v_uncond + GUIDANCE_SCALE * (v_cond - v_uncond)))
+    assert GUIDANCE_SCALE == 3.5
+    with pytest.raises(InputError, match="cfg"):
+        guided_v_prediction(lambda x, t: (x, x), float("nan"))
