@@ -4,8 +4,8 @@ from the network outputs `dit_step` records.
 The case stores every step's guided x0 prediction (`debug.step{j}.denoised`), every random draw
 (`input.noise.NNN`) and the state entering a few steps (`debug.step{j}.x_in`). Handing the recorded
 predictions back as the "model" makes the states entering steps 1, 2 and 49 (and the output) a function of
-the update rule, the tables and the draw order only, so the sampler is checked without the DiT. The full
-run with the DiT (`expected.latent` from the inputs) belongs to the integration tests.
+the update rule, the tables and the draw order only, so the sampler is checked without the DiT. The last
+test runs the whole case with the tiny networks: reference pass, 50 guided DiT steps, the recorded draws.
 """
 
 from __future__ import annotations
@@ -103,3 +103,43 @@ def test_guided_denoiser_from_recorded_network_outputs(hallo3_parity_path):
         for name, tensor in ours.items():
             key = f"{p}expected.{name}"
             assert_matches(tensor, case.tensors[key], case.tolerance(key), f"dit_step {key}")
+
+
+def test_whole_segment_with_the_networks(hallo3_parity_path):
+    """The whole case: the reference pass on `input.ref_latent`, then 50 guided steps of the main DiT on the
+    case's inputs with the recorded draws: every step's guided x0, the states and the output latent."""
+    from hallo_pipeline.hallo3.noise import ReplayedNoise
+    from hallo_pipeline.hallo3.sampler import Schedule, guided_v_prediction, sample
+    from tests.parity.hallo3_networks import tiny_hallo3
+
+    nets = tiny_hallo3(hallo3_parity_path)
+    main, t = nets.main, CASE.tensors
+    bank, _ = nets.reference.reference_bank(t["input.ref_latent"])
+    audio = t["input.audio_emb"]
+    batch = {
+        "concat": t["input.concat"].expand(2, -1, -1, -1, -1),
+        "text": torch.cat([t["input.text_uc"], t["input.text_c"]]),
+        "face_tokens": main.project_face(t["input.face_emb"].expand(2, -1)),
+        "audio_tokens": main.project_audio(torch.cat([torch.zeros_like(audio), audio])),
+        "reference": main.reference_kv([rows.expand(2, -1, -1) for rows in bank]),
+    }
+
+    def velocities(x: torch.Tensor, timestep: int) -> tuple[torch.Tensor, torch.Tensor]:
+        v = main(latent=x.expand(2, -1, -1, -1, -1), timestep=torch.full((2,), timestep), **batch)
+        return v[:1], v[1:]
+
+    seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    draws, kinds = _draws()
+    noise = ReplayedNoise(draws, kinds)
+    with torch.no_grad():
+        latent = sample(
+            guided_v_prediction(velocities, CASE.settings["guidance"]), t["expected.latent"].shape,
+            Schedule.build(CASE.settings["num_steps"]), noise,
+            callback=lambda step, x, denoised: seen.__setitem__(step.index, (x.clone(), denoised.clone())),
+        )
+    assert noise.remaining == 0
+    for name in CASE.names("debug.step"):
+        step, what = re.match(r"debug\.step(\d+)\.(x_in|denoised)", name).groups()
+        ours = seen[int(step)][0 if what == "x_in" else 1]
+        assert_matches(ours, t[name], CASE.tolerance(name), name)
+    assert_matches(latent, t["expected.latent"], CASE.tolerance("expected.latent"), "expected.latent")
