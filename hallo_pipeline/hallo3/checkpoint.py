@@ -36,7 +36,7 @@ REFERENCE_PREFIX = "ref_model.diffusion_model."
 # with the PROTO opcode. Anything else cannot be a weights file, whatever its name.
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = 0x80
-_COPY_CHUNK = 64 << 20  # bytes per read/write while converting: bounds the converter's memory
+_COPY_CHUNK = 16 << 20  # bytes per read/write while converting: bounds the converter's memory
 
 # safetensors' names for torch dtypes (https://github.com/huggingface/safetensors, format section)
 _SAFETENSORS_DTYPES = {
@@ -348,8 +348,7 @@ def _header(sources: list[_Source], source: Path) -> bytes:
 
 def _copy_data(source: Path, sources: list[_Source], out, done: int, total: int,
                progress: Callable[[int, int], None] | None) -> None:
-    buffer = bytearray(_COPY_CHUNK)
-    view = memoryview(buffer)
+    view = memoryview(bytearray(min(_COPY_CHUNK, max((s.nbytes for s in sources), default=0))))
     with open(source, "rb") as f:
         for s in sources:
             if s.file_offset is not None:

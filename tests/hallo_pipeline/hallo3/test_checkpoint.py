@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from hallo_pipeline.hallo3.checkpoint import (
     open_weights,
 )
 from hallo_pipeline.hallo3.key_table import RELEASE_TABLE, KeyTable, WeightsFileError
-from tests.conftest import SHARED
+from tests.conftest import REPO, SHARED
 
 
 # ----------------------------------------------------------------------------------------------
@@ -321,10 +323,13 @@ def test_cli_converts_and_refuses_to_overwrite(tiny, tmp_path: Path, capsys) -> 
     assert main(["convert-hallo3", str(tiny["pickle"]), str(out), "--keys", str(tiny["keys"]), "--force"]) == 0
 
 
-def test_cli_writes_beside_the_pickle_by_default(tiny, tmp_path: Path, capsys) -> None:
+def test_cli_writes_beside_the_pickle_by_default(tiny, tmp_path: Path) -> None:
     source = tmp_path / "mp_rank_00_model_states.pt"
     source.write_bytes(tiny["pickle"].read_bytes())
-    assert main(["convert-hallo3", str(source), "--keys", str(tiny["keys"])]) == 0
+    command = [sys.executable, "-m", "hallo_pipeline", "convert-hallo3", str(source), "--keys", str(tiny["keys"])]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"wrote {source.with_suffix('.safetensors')}"
     _assert_same_tensors(load_file(str(source.with_suffix(".safetensors"))), load_file(str(tiny["safetensors"])))
 
 
