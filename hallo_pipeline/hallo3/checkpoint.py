@@ -199,12 +199,13 @@ def _open_safetensors(path: Path, table: KeyTable) -> Hallo3Weights:
         f = stack.enter_context(safe_open(str(path), "pt"))
         slices = {k: f.get_slice(k) for k in f.keys()}
         shapes = {k: tuple(s.get_shape()) for k, s in slices.items()}
-        dtypes = {k: _torch_dtype(s.get_dtype(), path) for k, s in slices.items()}
+        dtype_names = {k: s.get_dtype() for k, s in slices.items()}
     except (SafetensorError, OSError, ValueError) as exc:
         stack.close()
         raise _damaged(path, _first_line(exc)) from exc
     try:
         table.check(shapes, path)
+        dtypes = {k: _torch_dtype(name, path) for k, name in dtype_names.items()}
     except WeightsFileError:
         stack.close()
         raise

@@ -42,6 +42,9 @@ class VAEConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping) -> VAEConfig:
+        values = dict(values)
+        if "temporal_compress_times" in values:  # the SAT encoder/decoder parameter's name
+            values.setdefault("temporal_compression", values.pop("temporal_compress_times"))
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         if "ch_mult" in known:
             known["ch_mult"] = tuple(known["ch_mult"])

@@ -239,6 +239,15 @@ def test_not_a_weights_file(tiny, tmp_path: Path) -> None:
         open_weights(path, tiny["table"])
 
 
+def test_safetensors_of_a_foreign_dtype_is_named(tiny, tmp_path: Path) -> None:
+    state = _tiny_state(tiny)
+    name = MAIN_PREFIX + "transformer.audio_proj.proj1.weight"
+    state[name] = state[name].view(torch.uint16)
+    path = _save(state, tmp_path / "odd.safetensors")
+    with pytest.raises(InputError, match=r"odd\.safetensors.*holds tensors of type U16"):
+        open_weights(path, tiny["table"])
+
+
 class _RunsCode:
     """Unpickling this would run `touch <marker>`."""
 

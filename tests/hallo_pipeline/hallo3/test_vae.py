@@ -37,6 +37,7 @@ def test_config_from_the_fixture_section(hallo3_parity_path: Path) -> None:
     assert args["layers_per_block"] == sizes["num_res_blocks"]
     assert args["latent_channels"] == sizes["z_channels"]
     assert config.scale_factor == sizes["scale_factor"]
+    assert VAEConfig.from_dict({**sizes, "temporal_compress_times": 2}).temporal_compression == 2  # SAT's name
 
 
 def test_released_sizes_have_the_released_parameter_count() -> None:
