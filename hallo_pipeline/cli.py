@@ -1,4 +1,4 @@
-"""Command line: `python -m hallo_pipeline {animate, make-tiny-models, download}`."""
+"""Command line: `python -m hallo_pipeline {animate, make-tiny-models, download, convert-hallo3}`."""
 
 from __future__ import annotations
 
@@ -130,6 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("dir", type=Path, help="model folder, e.g. ComfyUI/models/hallo")
     d.add_argument("--hallo2", action="store_true", help="also fetch hallo2/net.pth (long videos)")
     d.add_argument("--no-vocal-separator", action="store_true", help="skip audio_separator/Kim_Vocal_2.onnx")
+
+    c = sub.add_parser("convert-hallo3",
+                       help="check the Hallo3 checkpoint (a 29 GB pickle) and rewrite it as .safetensors, "
+                       "which loads memory-mapped and without pickle")
+    c.add_argument("pickle", type=Path, help="hallo3/1/mp_rank_00_model_states.pt of fudan-generative-ai/hallo3")
+    c.add_argument("output", type=Path, nargs="?", default=None,
+                   help="the .safetensors to write (default: beside the pickle, same name), where the loader "
+                   "looks first; written under a temporary name and renamed when complete")
+    c.add_argument("--keys", type=Path, default=None,
+                   help="key table (.tsv or .json) for a model of other sizes, e.g. a tiny test model's "
+                   "hallo3_keys.json (default: the release's 2,238 tensors)")
+    c.add_argument("--force", action="store_true", help="replace the output if it exists")
     return parser
 
 
@@ -209,6 +221,34 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_hallo3(args: argparse.Namespace) -> int:
+    from .hallo3.checkpoint import convert_checkpoint
+    from .hallo3.key_table import KeyTable
+
+    output = args.output or args.pickle.with_suffix(".safetensors")
+    table = KeyTable.from_file(args.keys) if args.keys else KeyTable.release()
+    log.info("converting %s (%d tensors) to %s", args.pickle, len(table), output)
+    out = convert_checkpoint(args.pickle, output, table, force=args.force, progress=_ByteProgress())
+    print(f"wrote {out}")
+    return 0
+
+
+class _ByteProgress:
+    """One line, rewritten in place, at most every half gigabyte: GB copied of the total."""
+
+    def __init__(self, stream=None, step: int = 500_000_000):
+        self.stream, self.step, self.shown = stream or sys.stderr, step, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if done - self.shown < self.step and done < total:
+            return
+        self.shown = done
+        self.stream.write(f"\r{done / 1e9:6.2f} / {total / 1e9:.2f} GB")
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
 def _setup_output(verbose: bool) -> None:
     """Our progress messages on stderr; the libraries' warnings only when asked for (-v or -W)."""
     for old in [h for h in log.handlers if getattr(h, "hallo_cli", False)]:
@@ -247,7 +287,10 @@ def _native_stderr_hidden(hide: bool):
         sys.stderr = original
 
 
-COMMANDS = {"animate": _animate, "make-tiny-models": _make_tiny_models, "download": _download}
+COMMANDS = {
+    "animate": _animate, "make-tiny-models": _make_tiny_models, "download": _download,
+    "convert-hallo3": _convert_hallo3,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
