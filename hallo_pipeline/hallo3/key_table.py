@@ -1,9 +1,10 @@
 """The key table a Hallo3 checkpoint is checked against: every tensor name and its shape, in order.
 
-The release's table ships beside this module (`release_keys.tsv`, SPEC §1-2: one line per tensor,
-`key<TAB>shape as a JSON list<TAB>dtype`, state-dict order). Tiny test models bring their own, as the
-fixture sets' `models/hallo3_keys.json` (`{key: [shape, dtype]}`), or build one from a model's state
-dict with `KeyTable.from_shapes`.
+The release's table is our own networks' at the released sizes, built on the `meta` device (no memory);
+a test checks it against `../shared/hallo3_keys.tsv` (SPEC §1-2: one line per tensor,
+`key<TAB>shape as a JSON list<TAB>dtype`, state-dict order), the format `from_tsv` reads. Tiny test
+models bring their own, as the fixture sets' `models/hallo3_keys.json` (`{key: [shape, dtype]}`), or
+build one from a model's state dict with `KeyTable.from_shapes`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Iterable, Mapping, Sequence
 
 from ..errors import CheckpointError, InputError
 
-RELEASE_TABLE = Path(__file__).with_name("release_keys.tsv")
 RELEASE_SOURCE = "hallo3/1/mp_rank_00_model_states.pt of the Hugging Face repo fudan-generative-ai/hallo3"
 
 
@@ -45,8 +45,12 @@ class KeyTable:
     # --- building ---------------------------------------------------------------------------
     @classmethod
     def release(cls) -> KeyTable:
-        """The released Hallo3 checkpoint's table (2,238 tensors, full size)."""
-        return cls.from_tsv(RELEASE_TABLE, name="the Hallo3 release key table")
+        """The released Hallo3 checkpoint's table (2,238 tensors, full size): the networks of the released
+        config, whose names are the checkpoint's (names and shapes; no dtypes, which the release only assumes)."""
+        from .config import Hallo3Config
+        from .model import checkpoint_shapes
+
+        return cls.from_shapes(checkpoint_shapes(Hallo3Config()), name="the Hallo3 release key table")
 
     @classmethod
     def from_file(cls, path: str | Path) -> KeyTable:
