@@ -126,3 +126,17 @@ def load_hallo3(
             state[name] = tensor.to(device=device, dtype=dtype)
     nets.load_state_dict(state, strict=True, assign=True)
     return nets.eval().requires_grad_(False)
+
+
+def load_hallo3_file(
+    path, config: Hallo3Config, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> Hallo3Networks:
+    """The networks of `config` from a weights file: the converted `.safetensors` (memory-mapped: each tensor is
+    read as it is cast, so the peak is one copy in `dtype`) or the release's pickle (read with
+    `weights_only=True`). Names and shapes are checked against `config`'s networks before anything is read."""
+    from .checkpoint import open_weights
+    from .key_table import KeyTable
+
+    table = KeyTable.from_shapes(checkpoint_shapes(config), name="the networks of this config")
+    with open_weights(path, table) as weights:
+        return load_hallo3(weights.state_dict(), config, dtype, device)
