@@ -26,6 +26,7 @@ def test_small_paste_back_benchmark_writes_json_and_markdown(tmp_path) -> None:
     for case in (paste, write):
         assert case["photo"] == [400, 300] and case["crop_side"] > 0
         assert case["seconds"] > 0 and case["seconds_per_frame"] > 0 and case["paste_seconds"] > 0
+        assert case["cpu_seconds"] > 0 and case["cpu_seconds_per_frame"] > 0
         assert 0 < case["rss_after_imports_mib"] < case["peak_rss_mib"]
         assert case["peak_over_imports_mib"] > 0 and case["loop_rise_mib"] > 0
         assert case["rss_after_imports_mib"] < case["loop_peak_rss_mib"] <= case["peak_rss_mib"]
