@@ -15,7 +15,7 @@ than one frame.
 A case is `what:frames:max_side`: `paste` times `PasteBack.paste` alone, `write` also streams every
 pasted frame into an mp4 through `VideoWriter` (h264, crf 18, no audio), as `HalloPipeline.animate`
 does. `max_side` 0 keeps the photo's size; 1920 is the cap a user would pick for a Full HD video. The
-default cases take about 8 minutes on 2 CPU cores, most of it h264 at 4000x3000.
+default cases take about 7 minutes on 2 CPU cores, most of it h264 at 4000x3000.
 
 Each case runs in a fresh Python process, so its peak RSS is its own. Reported per case: RSS after the
 imports (numpy, PIL, PyAV, torch through `hallo_pipeline.video`); the rise to the case's peak from there
