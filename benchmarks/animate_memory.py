@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.host_memory import peak_rss_mib
 from hallo_pipeline.pipeline import HalloPipeline
 from hallo_pipeline.testing.tiny_models import make_tiny_models
 
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
                            image_size=args.size)
         seconds = time.perf_counter() - start
         size = out.stat().st_size
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(json.dumps({"audio_seconds": args.seconds, "peak_rss_mib": round(peak, 1), "run_seconds": round(seconds, 1),
                       "mp4_bytes": size, "size": args.size, "steps": args.steps}))
     return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -20,19 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.host_memory import peak_rss_mib, rss_mib
 from hallo_pipeline.audio.features import AudioEncoder
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def random_base(folder: Path) -> Path:

@@ -159,6 +159,23 @@ def test_feathered_edge_inside_the_photo_hard_edge_on_its_border() -> None:
     assert 0 < column[55] < 255 and 0 < column[145] < 255
 
 
+def test_feather_weight_is_the_product_of_the_edge_ramps_corners_included() -> None:
+    """The frame is copied where the mask is 1 and blended in the band (strip by strip); every pixel of
+    the crop, corners too, weighs the frame by its row's ramp times its column's ramp."""
+    rgb = np.full((300, 400, 3), 255, dtype=np.uint8)
+    framing = choose_framing((150, 100, 250, 200), 400, 300, 2.0)
+    assert framing.box == (100, 50, 300, 250)  # inside the photo: all four edges ramp, over 40 px
+    out = PasteBack(rgb, framing, feather=0.2, color_match=False).paste(np.zeros((50, 50, 3), np.uint8))
+    x0, y0, x1, y1 = framing.box
+    weight = 1 - out[y0:y1, x0:x1, 0] / 255  # of the (black) frame over the (white) photo
+    rows, cols = weight[:, 100], weight[100, :]  # through the centre, where the other axis weighs 1
+    assert (weight[40:160, 40:160] == 1).all() and 0.1 < weight[20, 20] < 0.5
+    np.testing.assert_allclose(weight, rows[:, None] * cols[None, :], atol=2 / 255)
+    outside = np.ones((300, 400), dtype=bool)
+    outside[y0:y1, x0:x1] = False
+    assert (out[outside] == 255).all()
+
+
 def test_colour_match_is_fixed_by_the_first_frame() -> None:
     rgb = _smooth_photo(400, 300)
     framing = choose_framing((150, 100, 250, 200), 400, 300, 2.0)
