@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hallo_pipeline.pipeline import HalloPipeline
-from hallo_pipeline.testing.tiny_models import make_tiny_models
+from hallo_pipeline.hallo.pipeline import HalloPipeline
+from hallo_pipeline.hallo.tiny_models import make_tiny_models
 
 REPO = Path(__file__).resolve().parents[1]
 

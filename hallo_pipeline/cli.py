@@ -165,12 +165,12 @@ class _ProgressBar:
 
 def _animate(args: argparse.Namespace) -> int:
     """Check everything that can be checked cheaply, say what is used, then load and run."""
-    from .checkpoint import read_net_config
     from .config import RegionWeights
     from .devices import resolve_device, resolve_dtype
-    from .model_files import locate
-    from .pipeline import HalloPipeline, check_animate_inputs, required_parts, sampler_settings
-    from .sampling.clip_loop import check_clip_length
+    from .hallo.checkpoint import read_net_config
+    from .hallo.model_files import locate
+    from .hallo.pipeline import HalloPipeline, check_animate_inputs, required_parts, sampler_settings
+    from .hallo.sampling.clip_loop import check_clip_length
 
     mode = "hallo2" if args.hallo2 else "auto"
     device = resolve_device(args.device)
@@ -205,7 +205,7 @@ def _animate(args: argparse.Namespace) -> int:
 
 
 def _make_tiny_models(args: argparse.Namespace) -> int:
-    from .testing.tiny_models import make_tiny_models
+    from .hallo.tiny_models import make_tiny_models
 
     root = make_tiny_models(args.dir, seed=args.seed, force=args.force, face_landmarker=not args.no_face_landmarker,
                             mediapipe_wheel=args.mediapipe_wheel)
@@ -214,7 +214,7 @@ def _make_tiny_models(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from .download import download
+    from .hallo.download import download
 
     root = download(args.dir, hallo=True, hallo2=args.hallo2, vocal_separator=not args.no_vocal_separator)
     print(f"model folder ready: {root}")

@@ -183,7 +183,7 @@ def attention_kernel(attention: str, precision: str, device_option: str):
 def load_pipeline(folder: Path, variant: str, precision: str, device_option: str, attention="auto"):
     """A HalloPipeline whose weights wait on ComfyUI's offload device, each part a ComfyUI model.
     `attention`: an option name or a kernel from `attention_kernel`."""
-    from ..hallo_pipeline.pipeline import HalloPipeline
+    from ..hallo_pipeline.hallo.pipeline import HalloPipeline
 
     device, offload = choose_devices(device_option)
     placement = ComfyPlacement(device, offload, low_vram=device_option == "low_vram")

@@ -101,7 +101,7 @@ SETTING_INPUTS = {
 def _mode(mode: str, audio) -> str:
     """The audio's mode for auto; another one only where it cannot change the features (short audio)."""
     from ..hallo_pipeline.errors import InputError
-    from ..hallo_pipeline.pipeline import HALLO2_AUDIO_CHUNK_SECONDS
+    from ..hallo_pipeline.hallo.pipeline import HALLO2_AUDIO_CHUNK_SECONDS
 
     if mode == "auto":
         return audio.mode
