@@ -183,6 +183,10 @@ class HalloPipeline:
         """Hallo2 encodes long audio in independent 60-second chunks; Hallo in one pass."""
         return HALLO2_AUDIO_CHUNK_SECONDS if uses_hallo2_loop(self.variant, mode) else None
 
+    def resolve_mode(self, mode: str = "auto") -> str:
+        """The sampling mode `mode` stands for with these weights: "auto" follows them (Hallo2 weights -> "hallo2")."""
+        return "hallo2" if uses_hallo2_loop(self.variant, mode) else "hallo"
+
     @torch.no_grad()
     def encode_audio(
         self,
