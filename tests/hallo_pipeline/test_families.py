@@ -141,3 +141,14 @@ def test_variant_names_stay_inside_their_family_and_the_registry() -> None:
             if isinstance(node, ast.Constant) and node.value in names:
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
     assert offenders == []
+
+
+def test_the_public_entry_loads_the_family_the_folder_holds(tiny_model_folder) -> None:
+    from hallo_pipeline.hallo.pipeline import HalloPipeline
+    from hallo_pipeline.pipeline import HalloPipeline as Public
+    from hallo_pipeline.pipeline import load_pipeline
+
+    assert Public is HalloPipeline
+    pipeline = load_pipeline(tiny_model_folder, device="cpu")
+    assert isinstance(pipeline, HalloPipeline) and pipeline.variant == "hallo" and pipeline.files.note == ""
+    assert load_pipeline(families.locate(tiny_model_folder, "hallo2"), device="cpu").resolve_mode() == "hallo2"
