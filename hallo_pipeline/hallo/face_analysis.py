@@ -78,7 +78,6 @@ def reference_tensor(rgb: np.ndarray, image_size: int) -> torch.Tensor:
     return (chw.to(torch.float32) / 255 - 0.5) / 0.5
 
 
-
 class FaceAnalyzer(FaceFinder):
     """Hallo's analysis of a portrait (`analyze`) on top of the shared face finder; the models stay loaded."""
 
