@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from benchmarks.host_memory import peak_rss_mib
-from hallo_pipeline.pipeline import HalloPipeline
-from hallo_pipeline.testing.tiny_models import make_tiny_models
+from hallo_pipeline.hallo.pipeline import HalloPipeline
+from hallo_pipeline.hallo.tiny_models import make_tiny_models
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -181,8 +181,8 @@ def build_meta_models(
     from diffusers import AutoencoderKL
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-    from hallo_pipeline.config import NetConfig
-    from hallo_pipeline.models import HalloNet
+    from hallo_pipeline.hallo.config import NetConfig
+    from hallo_pipeline.hallo.models import HalloNet
 
     with torch.device(META):
         net = HalloNet(config or NetConfig())
@@ -208,10 +208,10 @@ def estimate_generation(
     the previous clip's frames); two steps per clip cover everything that lives across steps.
     """
     from hallo_pipeline.config import RegionWeights
-    from hallo_pipeline.models import RegionMasks
-    from hallo_pipeline.sampling.clip_loop import ClipInputs, ClipSampler, SamplerSettings
-    from hallo_pipeline.sampling.guided_step import encode_identity
-    from hallo_pipeline.vae import LatentCodec
+    from hallo_pipeline.hallo.models import RegionMasks
+    from hallo_pipeline.hallo.sampling.clip_loop import ClipInputs, ClipSampler, SamplerSettings
+    from hallo_pipeline.hallo.sampling.guided_step import encode_identity
+    from hallo_pipeline.hallo.vae import LatentCodec
 
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is unknown; use one of {', '.join(MODES)}")
@@ -249,8 +249,8 @@ def denoiser_step_peak(net, size: int = 512, frames: int = 16) -> int:
     """Bytes of activations one guided denoiser step adds at its peak (weights and the clip's
     conditioning excluded): what ComfyUI must keep free beside the loaded networks."""
     from hallo_pipeline.config import RegionWeights
-    from hallo_pipeline.models import RegionMasks
-    from hallo_pipeline.sampling.guided_step import encode_identity, guided_denoise_step, reference_layers
+    from hallo_pipeline.hallo.models import RegionMasks
+    from hallo_pipeline.hallo.sampling.guided_step import encode_identity, guided_denoise_step, reference_layers
 
     lat = size // 8
     dtype = next(net.parameters()).dtype

@@ -30,21 +30,22 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing  # noqa:
 
 from benchmarks.memory_estimate import FULL_VAE, build_meta_models, estimate_generation  # noqa: E402
 from hallo_pipeline.attention_backends import select_kernel  # noqa: E402
-from hallo_pipeline.config import ATTENTION_OPTIONS, NetConfig, RegionWeights  # noqa: E402
+from hallo_pipeline.config import ATTENTION_OPTIONS, RegionWeights  # noqa: E402
 from hallo_pipeline.devices import Placement, resolve_device, resolve_dtype  # noqa: E402
 from hallo_pipeline.errors import InputError  # noqa: E402
-from hallo_pipeline.models import HalloNet, RegionMasks  # noqa: E402
-from hallo_pipeline.sampling.clip_loop import ClipInputs, ClipSampler, SamplerSettings  # noqa: E402
-from hallo_pipeline.sampling.guided_step import (  # noqa: E402
+from hallo_pipeline.hallo.config import NetConfig  # noqa: E402
+from hallo_pipeline.hallo.models import HalloNet, RegionMasks  # noqa: E402
+from hallo_pipeline.hallo.sampling.clip_loop import ClipInputs, ClipSampler, SamplerSettings  # noqa: E402
+from hallo_pipeline.hallo.sampling.guided_step import (  # noqa: E402
     encode_identity,
     guided_denoise_step,
     motion_frame_features,
     reference_image_features,
     reference_layers,
 )
-from hallo_pipeline.speedups import apply_speedups  # noqa: E402
-from hallo_pipeline.testing.tiny_models import random_init, tiny_net_config  # noqa: E402
-from hallo_pipeline.vae import MAX_DECODE_BATCH, LatentCodec  # noqa: E402
+from hallo_pipeline.hallo.speedups import apply_speedups  # noqa: E402
+from hallo_pipeline.hallo.tiny_models import random_init, tiny_net_config  # noqa: E402
+from hallo_pipeline.hallo.vae import MAX_DECODE_BATCH, LatentCodec  # noqa: E402
 
 TINY_VAE = dict(block_out_channels=(16, 32, 32, 32), layers_per_block=1, norm_num_groups=8)
 

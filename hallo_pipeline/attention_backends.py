@@ -1,7 +1,7 @@
 """Attention kernels from optional packages (flash-attn, SageAttention) for the networks' kernel seam.
 
-`select_kernel` turns the user's `attention` option into an `AttentionKernel` (see
-`models/attention.py`) for a given device and precision, or into an `InputError` that says what to
+`select_kernel` turns the user's `attention` option into an `AttentionKernel` (the kernel every family's
+attention layers call) for a given device and precision, or into an `InputError` that says what to
 change. The optional packages are imported only when their backend is asked for.
 """
 
@@ -13,12 +13,21 @@ from types import ModuleType
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from ._optional import first_importable
 from .config import ATTENTION_OPTIONS
 from .devices import DTYPES
 from .errors import InputError
-from .models.attention import AttentionKernel, sdpa
+
+# (q, k, v) -> out, all (N, heads, L, head_dim) as `scaled_dot_product_attention` takes them;
+# no mask, no dropout, softmax scale 1/sqrt(head_dim).
+AttentionKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, k, v)
+
 
 HALF_PRECISIONS = (torch.float16, torch.bfloat16)
 # SageAttention pads head dims below 128 but raises ValueError above it (every sageattn_* variant in

@@ -27,6 +27,7 @@ from .config import (
     Limit,
 )
 from .errors import HalloError, HalloWarning
+from .families import AUTO, variant_flags, variant_options, variants_help
 from .signals import Terminated, terminate_as_interrupt
 
 log = logging.getLogger("hallo_pipeline")
@@ -97,8 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-color-match", dest="color_match", action="store_false",
                    help="paste the frames back as generated (default: their colours are matched to the photo once, "
                    "from the first frame); crop only")
-    a.add_argument("--hallo2", action="store_true",
-                   help="long-video mode with hallo2/net.pth (60 s audio chunks, motion-frame drop)")
+    a.add_argument("--variant", default=AUTO, choices=variant_options(),
+                   help=f"which weights of the model folder to use ({variants_help()})")
+    for variant, what in variant_flags().items():
+        a.add_argument(f"--{variant}", dest="variant", action="store_const", const=variant,
+                       help=f"{what}; the same as --variant {variant}")
     a.add_argument("--separate-vocals", action="store_true",
                    help="isolate the voice first (needs audio_separator/Kim_Vocal_2.onnx)")
     a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -165,33 +169,28 @@ class _ProgressBar:
 
 def _animate(args: argparse.Namespace) -> int:
     """Check everything that can be checked cheaply, say what is used, then load and run."""
-    from .checkpoint import read_net_config
     from .config import RegionWeights
     from .devices import resolve_device, resolve_dtype
-    from .model_files import locate
-    from .pipeline import HalloPipeline, check_animate_inputs, required_parts, sampler_settings
-    from .sampling.clip_loop import check_clip_length
+    from .families import family_of, locate
 
-    mode = "hallo2" if args.hallo2 else "auto"
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    # The user's own files first, then the model folder, then what the weights limit.
+    # Which weights the folder holds, then the user's own files, the folder's other parts and what the weights limit.
+    files = locate(args.models, args.variant)
+    family = family_of(files.variant)
     framing = {"framing": args.framing, "crop_scale": args.crop_scale}
     pasted = {"feather": args.feather, "color_match": args.color_match, "max_side": args.max_side}
-    target = check_animate_inputs(
-        None, args.image, args.audio, args.output, args.size, args.face_expand_ratio, args.separate_vocals,
-        **framing, paste_options=pasted,
+    target = family.check_inputs(
+        files, args.image, args.audio, args.output, image_size=args.size, face_expand_ratio=args.face_expand_ratio,
+        separate_vocals=args.separate_vocals, **framing, paste_options=pasted,
     )
-    files = locate(args.models, mode)
-    files.require(*required_parts(args.separate_vocals))
-    settings = sampler_settings(
-        files.variant, mode, steps=args.steps, guidance_scale=args.cfg, seed=args.seed, clip_length=args.clip_length,
+    settings = family.settings(
+        files, steps=args.steps, guidance_scale=args.cfg, seed=args.seed, clip_length=args.clip_length,
         weights=RegionWeights(pose=args.pose_weight, face=args.face_weight, lip=args.lip_weight),
     )
-    check_clip_length(settings.clip_length, read_net_config(files.net).motion)
     if target.replaces_existing:
         log.info("note: %s exists; it will be replaced once the new video is complete", target.path)
-    pipeline = HalloPipeline.load(
+    pipeline = family.load(
         files, device=device, dtype=dtype, low_vram=args.low_vram, attention=args.attention, compile=args.compile,
     )
     log.info("analysing the portrait and encoding the audio")
@@ -205,7 +204,7 @@ def _animate(args: argparse.Namespace) -> int:
 
 
 def _make_tiny_models(args: argparse.Namespace) -> int:
-    from .testing.tiny_models import make_tiny_models
+    from .hallo.tiny_models import make_tiny_models
 
     root = make_tiny_models(args.dir, seed=args.seed, force=args.force, face_landmarker=not args.no_face_landmarker,
                             mediapipe_wheel=args.mediapipe_wheel)
@@ -214,7 +213,7 @@ def _make_tiny_models(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from .download import download
+    from .hallo.download import download
 
     root = download(args.dir, hallo=True, hallo2=args.hallo2, vocal_separator=not args.no_vocal_separator)
     print(f"model folder ready: {root}")

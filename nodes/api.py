@@ -13,14 +13,15 @@ except ImportError:  # a ComfyUI from before the V3 API: the same nodes, served 
     HAS_V3 = False
 
 # Objects that only travel between our own nodes.
-PIPELINE = io.Custom("HALLO_PIPELINE")  # hallo_pipeline.HalloPipeline (its placement holds ComfyUI's patchers)
-FACE = io.Custom("HALLO_FACE")  # hallo_pipeline.face.FaceAnalysis
-REFERENCE = io.Custom("HALLO_REFERENCE")  # hallo_pipeline.pipeline.PreparedReference, with its ReferenceNet rows
+# The pipeline a family loads (hallo_pipeline.families.load_pipeline; for Hallo: hallo.pipeline.HalloPipeline, whose
+# placement holds ComfyUI's patchers).
+PIPELINE = io.Custom("HALLO_PIPELINE")
+FACE = io.Custom("HALLO_FACE")  # hallo_pipeline.hallo.face_analysis.FaceAnalysis
+REFERENCE = io.Custom("HALLO_REFERENCE")  # hallo_pipeline.hallo.pipeline.PreparedReference, with its ReferenceNet rows
 AUDIO_FEATURES = io.Custom("HALLO_AUDIO")  # nodes.audio_embed.EmbeddedAudio
-FRAMES = io.Custom("HALLO_FRAMES")  # hallo_pipeline.pipeline.FrameSegment
+FRAMES = io.Custom("HALLO_FRAMES")  # hallo_pipeline.hallo.pipeline.FrameSegment
 
 CATEGORY = "Hallo"
-MODES = ["auto", "hallo", "hallo2"]
 MODE_TOOLTIP = (
     "auto: follow the loaded weights (Hallo2 weights -> Hallo2 long mode). hallo: the original clip loop. "
     "hallo2: Hallo2's long-video mode (audio embedded in 60 s chunks, motion frames partly dropped outside the face)."

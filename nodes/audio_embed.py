@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..hallo_pipeline.config import CLIP_LENGTH
+from ..hallo_pipeline.families import mode_options
 from . import comfy_glue as glue
-from .api import AUDIO_FEATURES, CATEGORY, MODE_TOOLTIP, MODES, PIPELINE, io
+from .api import AUDIO_FEATURES, CATEGORY, MODE_TOOLTIP, PIPELINE, io
 from .convert import make_audio, single_audio
 from .errors import blame
 
@@ -19,7 +20,7 @@ class EmbeddedAudio:
 
     features: object  # hallo_pipeline.audio.features.AudioFeatures
     clip_length: int  # the features are padded to whole clips of this length
-    mode: str  # "hallo" (one pass) or "hallo2" (60-second chunks)
+    mode: str  # the mode the audio was embedded for (`pipeline.resolve_mode`): Hallo's one pass or Hallo2's chunks
     seconds: float  # length of the track
 
     @property
@@ -45,7 +46,7 @@ class HalloAudioEmbed(io.ComfyNode):
                     tooltip="Isolate the voice before embedding (for speech over music or noise). Needs "
                     "audio_separator/Kim_Vocal_2.onnx in the model folder.",
                 ),
-                io.Combo.Input("mode", options=MODES, default="auto",
+                io.Combo.Input("mode", options=mode_options(), default="auto",
                                tooltip=MODE_TOOLTIP + " Use the sampler's mode."),
                 io.Int.Input(
                     "clip_length", default=CLIP_LENGTH.default, min=CLIP_LENGTH.low, max=30, step=1,
@@ -74,7 +75,7 @@ class HalloAudioEmbed(io.ComfyNode):
                 pipeline.files.require("vocal_separator")
         with blame(NODE_ID, "audio", models_input="pipeline", inputs={"clip_length": "clip_length", "mode": "mode"}):
             features = pipeline.encode_audio(waveform, sample_rate, clip_length, separate_vocals, mode=mode)
-        resolved = "hallo2" if pipeline.audio_chunk_seconds(mode) else "hallo"
+        resolved = pipeline.resolve_mode(mode)
         embedded = EmbeddedAudio(features, clip_length, resolved, waveform.shape[-1] / sample_rate)
         used = make_audio(glue.to_output(waveform), sample_rate)
         return io.NodeOutput(embedded, embedded.frames, used)

@@ -25,13 +25,13 @@ from ..hallo_pipeline.attention_backends import select_kernel
 from ..hallo_pipeline.config import ATTENTION_OPTIONS
 from ..hallo_pipeline.devices import Placement
 from ..hallo_pipeline.errors import InputError
+from ..hallo_pipeline.families import holds_weights
+from ..hallo_pipeline.families import load_pipeline as load_family_pipeline
 
 MODEL_FOLDER_KIND = "hallo"
 DEVICE_OPTIONS = ["auto", "low_vram", "cpu"]
 PRECISIONS = ["auto", "fp16", "bf16", "fp32"]
 ATTENTIONS = list(ATTENTION_OPTIONS)
-# Files whose presence makes a folder a Hallo model folder (the official repo's layout).
-_NET_FILES = ("hallo/net.pth", "hallo/net.safetensors", "hallo2/net.pth", "hallo2/net.safetensors")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -42,19 +42,15 @@ def register_model_folder() -> None:
     folder_paths.add_model_folder_path(MODEL_FOLDER_KIND, os.path.join(folder_paths.models_dir, MODEL_FOLDER_KIND))
 
 
-def _is_model_folder(path: Path) -> bool:
-    return any((path / name).is_file() for name in _NET_FILES)
-
-
 def model_folders() -> dict[str, Path]:
     """Combo label -> folder: each registered `hallo` path itself (listed even when empty, so that
-    choosing it explains what to download) and its sub-folders that hold Hallo weights."""
+    choosing it explains what to download) and its sub-folders that hold any model family's weights."""
     found: dict[str, Path] = {}
     for root in map(Path, folder_paths.get_folder_paths(MODEL_FOLDER_KIND)):
         label = root.name if root.name not in found else str(root)
         found.setdefault(label, root)
         if root.is_dir():
-            for sub in sorted(p for p in root.iterdir() if p.is_dir() and _is_model_folder(p)):
+            for sub in sorted(p for p in root.iterdir() if p.is_dir() and holds_weights(p)):
                 found.setdefault(f"{label}/{sub.name}", sub)
     return found
 
@@ -181,14 +177,13 @@ def attention_kernel(attention: str, precision: str, device_option: str):
 
 
 def load_pipeline(folder: Path, variant: str, precision: str, device_option: str, attention="auto"):
-    """A HalloPipeline whose weights wait on ComfyUI's offload device, each part a ComfyUI model.
-    `attention`: an option name or a kernel from `attention_kernel`."""
-    from ..hallo_pipeline.pipeline import HalloPipeline
-
+    """The pipeline of the folder's model family, its weights waiting on ComfyUI's offload device, each part a
+    ComfyUI model. `attention`: an option name or a kernel from `attention_kernel`."""
     device, offload = choose_devices(device_option)
     placement = ComfyPlacement(device, offload, low_vram=device_option == "low_vram")
     dtype = choose_dtype(precision, device)
-    pipeline = HalloPipeline.load(folder, variant, device=device, dtype=dtype, placement=placement, attention=attention)
+    pipeline = load_family_pipeline(folder, variant, device=device, dtype=dtype, placement=placement,
+                                    attention=attention)
     placement.manage_core(pipeline.net)
     return pipeline
 

@@ -95,8 +95,8 @@ class HalloFaceMask(io.ComfyNode):
     def execute(cls, pipeline, image, image_size: int, face_expand_ratio: float, multiple_faces: str,
                 allow_missing_identity: bool, framing: str = "crop",
                 crop_scale: float = CROP_SCALE.default) -> io.NodeOutput:
-        from ..hallo_pipeline.face.masks import check_image_size
         from ..hallo_pipeline.framing import check_framing_mode
+        from ..hallo_pipeline.hallo.masks import check_image_size
 
         with blame(NODE_ID, "image_size", inputs={name: name for name in ("face_expand_ratio", "framing",
                                                                            "crop_scale")}):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..hallo_pipeline.families import variant_options, variants_help
 from . import comfy_glue as glue
 from .api import CATEGORY, PIPELINE, io
 from .errors import blame
@@ -27,9 +28,8 @@ class HalloModelLoader(io.ComfyNode):
                     "wav2vec/wav2vec2-base-960h/ and face_analysis/models/ as in the Hugging Face repo.",
                 ),
                 io.Combo.Input(
-                    "variant", options=["auto", "hallo", "hallo2"], default="auto",
-                    tooltip="Which weights to load: hallo/net.pth or hallo2/net.pth. "
-                    "auto: Hallo when present, else Hallo2.",
+                    "variant", options=variant_options(), default="auto",
+                    tooltip=f"Which weights to load. {variants_help()}.",
                 ),
                 io.Combo.Input(
                     "precision", options=glue.PRECISIONS, default="auto",
@@ -63,6 +63,6 @@ class HalloModelLoader(io.ComfyNode):
     ) -> io.NodeOutput:
         with blame(NODE_ID, "attention"):
             kernel = glue.attention_kernel(attention, precision, device)
-        with blame(NODE_ID, "model_folder"):
+        with blame(NODE_ID, "model_folder", inputs={"variant": "variant"}):
             pipeline = glue.load_pipeline(glue.model_folder_path(model_folder), variant, precision, device, kernel)
         return io.NodeOutput(pipeline)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..hallo_pipeline.config import GUIDANCE, REGION_WEIGHT, SEED, STEPS
+from ..hallo_pipeline.families import mode_options
 from . import comfy_glue as glue
-from .api import AUDIO_FEATURES, CATEGORY, FRAMES, MODE_TOOLTIP, MODES, PIPELINE, REFERENCE, io
+from .api import AUDIO_FEATURES, CATEGORY, FRAMES, MODE_TOOLTIP, PIPELINE, REFERENCE, io
 from .errors import blame
 
 NODE_ID = "HalloSampler"
@@ -45,7 +46,7 @@ class HalloSampler(io.ComfyNode):
                     "seed", default=SEED.default, min=SEED.low, max=SEED.high, control_after_generate=True,
                     tooltip="Noise seed. The same seed gives the same video, also when it is rendered in segments.",
                 ),
-                io.Combo.Input("mode", options=MODES, default="auto",
+                io.Combo.Input("mode", options=mode_options(), default="auto",
                                tooltip=MODE_TOOLTIP + " auto here follows the mode Hallo Audio Embed used."),
                 io.Int.Input(
                     "start_frame", default=0, min=0, max=MAX_FRAME,
@@ -74,7 +75,7 @@ class HalloSampler(io.ComfyNode):
         from ..hallo_pipeline.config import RegionWeights
 
         with blame(NODE_ID, "mode"):
-            mode = _mode(mode, audio)
+            mode = _mode(mode, audio, pipeline)
         with blame(NODE_ID, "steps", inputs=SETTING_INPUTS):
             settings = pipeline.settings(
                 mode, steps=steps, guidance_scale=cfg, seed=seed, clip_length=audio.clip_length,
@@ -98,14 +99,14 @@ SETTING_INPUTS = {
 }
 
 
-def _mode(mode: str, audio) -> str:
+def _mode(mode: str, audio, pipeline) -> str:
     """The audio's mode for auto; another one only where it cannot change the features (short audio)."""
     from ..hallo_pipeline.errors import InputError
-    from ..hallo_pipeline.pipeline import HALLO2_AUDIO_CHUNK_SECONDS
 
     if mode == "auto":
         return audio.mode
-    if mode != audio.mode and audio.seconds > HALLO2_AUDIO_CHUNK_SECONDS:
+    chunk = pipeline.audio_chunk_seconds(mode) or pipeline.audio_chunk_seconds(audio.mode)
+    if mode != audio.mode and chunk is not None and audio.seconds > chunk:
         raise InputError(
             f"mode {mode!r} differs from the mode Hallo Audio Embed used ({audio.mode!r}), and this "
             f"{audio.seconds:.0f}-second audio is embedded differently in each; set both nodes to the same mode "

@@ -11,7 +11,9 @@ import torch
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# The read-only shared material: HALLO_SHARED_DIR, or ../shared beside the repository (a git worktree elsewhere
+# sets the variable).
+SHARED = Path(os.environ.get("HALLO_SHARED_DIR") or REPO.parent / "shared").resolve()
 
 
 def parity_dir() -> Path:
@@ -76,7 +78,7 @@ def make_tiny_models_or_skip(root: Path) -> Path:
     pytest.importorskip("onnx")
     pytest.importorskip("insightface")
     mediapipe_face_models_or_skip()
-    from hallo_pipeline.testing.tiny_models import make_tiny_models
+    from hallo_pipeline.hallo.tiny_models import make_tiny_models
 
     return make_tiny_models(root)
 

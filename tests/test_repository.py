@@ -29,7 +29,7 @@ def test_library_never_imports_comfyui() -> None:
 
 def test_importing_the_library_is_cheap() -> None:
     code = (
-        "import sys, hallo_pipeline, hallo_pipeline.config, hallo_pipeline.errors;"
+        "import sys, hallo_pipeline, hallo_pipeline.config, hallo_pipeline.errors, hallo_pipeline.families;"
         "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'mediapipe', 'insightface', 'cv2') "
         "if m in sys.modules];"
         "print(','.join(heavy))"

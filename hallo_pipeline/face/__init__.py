@@ -1,5 +1,6 @@
-"""Portrait preprocessing: landmarks, region boxes and masks, identity embedding (SPEC §8).
+"""Portrait preprocessing every model family shares: reading images, landmarks, boxes, identity embedding.
 
-`analysis.analyze_face` is the one entry point the pipeline calls; the other modules are its
-steps. Importing this package is cheap: mediapipe, insightface and OpenCV load on first use.
+`finder.FaceFinder` finds the one face to animate; a family computes what its networks need from it
+(Hallo: `hallo.face_analysis`). Importing this package is cheap: mediapipe, insightface and OpenCV load
+on first use.
 """

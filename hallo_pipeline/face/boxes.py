@@ -59,3 +59,10 @@ def face_and_lip_boxes(
     face = expand_box(landmark_box(landmarks, SILHOUETTE_IDS), face_expand_ratio, width, height)
     lip = expand_box(landmark_box(landmarks, LIP_IDS), lip_expand_ratio, width, height)
     return face, lip
+
+
+def box_mask(box: Box, height: int, width: int) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[y0:y1, x0:x1] = 255
+    return mask

@@ -1,4 +1,4 @@
-"""Turn whatever image the user gives into RGB uint8, and prepare the reference image (SPEC §8)."""
+"""Turn whatever image the user gives into RGB uint8: any path, PIL image, array or tensor, checked and converted."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .masks import check_image_size
 
 # The detectors look for faces in downscaled copies (mediapipe: 128 px, SCRFD: 640 px); below this
 # a face has too few pixels to be found or to give landmarks worth animating.
@@ -170,20 +169,6 @@ def to_rgb_uint8(image: ImageLike, name: str = "image") -> np.ndarray:
             "filling half of it"
         )
     return rgb
-
-
-def reference_tensor(rgb: np.ndarray, image_size: int) -> torch.Tensor:
-    """The reference image at the working size: (3, S, S) float32 in [-1, 1].
-
-    Like the release: a plain bilinear (antialiased) resize to a square, so a non-square image is
-    stretched (framing "stretch"); with framing "crop" it is given the square crop, already at size.
-    """
-    from PIL import Image
-
-    check_image_size(image_size)
-    resized = Image.fromarray(rgb).resize((image_size, image_size), Image.BILINEAR)
-    chw = torch.from_numpy(np.ascontiguousarray(np.asarray(resized).transpose(2, 0, 1)))
-    return (chw.to(torch.float32) / 255 - 0.5) / 0.5
 
 
 def check_image_file(path: str | Path, name: str = "image") -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 import re
 import shutil
 import struct
@@ -23,7 +22,7 @@ from typing import Callable, Iterator, Mapping
 
 import torch
 
-from ..checkpoint import _first_line
+from ..safe_loading import first_line, load_weights_only
 from .key_table import RELEASE_SOURCE, KeyTable, WeightsFileError
 
 CHECKPOINT_FOLDER = "hallo3"
@@ -32,10 +31,6 @@ CHECKPOINT_STEM = "mp_rank_00_model_states"
 MAIN_PREFIX = "model.diffusion_model."
 REFERENCE_PREFIX = "ref_model.diffusion_model."
 
-# torch.save writes a zip archive; files from before PyTorch 1.6 are a bare pickle, which starts
-# with the PROTO opcode. Anything else cannot be a weights file, whatever its name.
-_ZIP_MAGIC = b"PK\x03\x04"
-_PICKLE_PROTO = 0x80
 _COPY_CHUNK = 16 << 20  # bytes per read/write while converting: bounds the converter's memory
 
 # safetensors' names for torch dtypes (https://github.com/huggingface/safetensors, format section)
@@ -98,32 +93,15 @@ def load_pickle(path: str | Path, entry: str, map_location: str = "cpu") -> dict
     """
     path = Path(path)
     _check_file(path)
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not (head == _ZIP_MAGIC or head[:1] == bytes([_PICKLE_PROTO])):
-        raise _damaged(path, f"it does not start like a PyTorch file: first bytes {head!r}")
 
-    def load(mmap: bool):
-        return torch.load(str(path), map_location=map_location, weights_only=True, mmap=mmap)
+    def refused(asked: str) -> WeightsFileError:
+        asks = f" (it asks for {asked})" if asked else ""
+        return WeightsFileError(
+            f"weights file {str(path)!r} is a pickle that needs to run code to load{asks}, so it was refused: "
+            f"only plain tensors are read, for safety. Use {RELEASE_SOURCE} or a .safetensors copy of it", path,
+        )
 
-    try:
-        try:
-            data = load(mmap=head == _ZIP_MAGIC)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            data = load(mmap=False)
-    except pickle.UnpicklingError as exc:
-        refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if refused or "unsupported global" in str(exc).lower():
-            asks = f" (it asks for {refused.group(1)})" if refused else ""
-            raise WeightsFileError(
-                f"weights file {str(path)!r} is a pickle that needs to run code to load{asks}, so it was refused: "
-                f"only plain tensors are read, for safety. Use {RELEASE_SOURCE} or a .safetensors copy of it", path,
-            ) from exc
-        raise _damaged(path, _first_line(exc)) from exc
-    except Exception as exc:  # noqa: BLE001 - damaged bytes fail inside torch.load in many ways (RuntimeError, EOFError, ...)
-        raise _damaged(path, f"{type(exc).__name__}: {_first_line(exc)}") from exc
+    data = load_weights_only(path, map_location, damaged=lambda detail: _damaged(path, detail), refused=refused)
     if not isinstance(data, Mapping) or entry not in data:
         found = sorted(map(str, data))[:5] if isinstance(data, Mapping) else type(data).__name__
         raise WeightsFileError(
@@ -202,7 +180,7 @@ def _open_safetensors(path: Path, table: KeyTable) -> Hallo3Weights:
         dtype_names = {k: s.get_dtype() for k, s in slices.items()}
     except (SafetensorError, OSError, ValueError) as exc:
         stack.close()
-        raise _damaged(path, _first_line(exc)) from exc
+        raise _damaged(path, first_line(exc)) from exc
     try:
         table.check(shapes, path)
         dtypes = {k: _torch_dtype(name, path) for k, name in dtype_names.items()}

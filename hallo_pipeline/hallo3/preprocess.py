@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..face.boxes import SILHOUETTE_IDS, Box, expand_box, landmark_box
-from ..face.masks import box_mask
+from ..face.boxes import SILHOUETTE_IDS, Box, box_mask, expand_box, landmark_box
 from .noise import NoiseSource
 
 if TYPE_CHECKING:

@@ -105,7 +105,7 @@ def test_the_step_loop_never_waits_for_the_device() -> None:
     """Issue #6: no host <-> device round trips inside the step loop. On `meta` a host read of a
     value (`.item()`, `if tensor:`) fails outright, and the copies a run makes must not grow with
     the number of steps: the only copies back to the host are the decoded frames."""
-    from hallo_pipeline.testing.tiny_models import tiny_net_config
+    from hallo_pipeline.hallo.tiny_models import tiny_net_config
     from hallo_pipeline.testing.tiny_wav2vec2 import tiny_wav2vec2_config
 
     tiny_vae = dict(block_out_channels=(16, 32, 32, 32), layers_per_block=1, norm_num_groups=8)

@@ -50,7 +50,7 @@ def test_full_size_flop_count_matches_the_spec() -> None:
     """SPEC §12: ReferenceNet 4.8 TFLOP per clip (6 images); the release's denoiser forward 54.0 TFLOP.
     Ours does less (about 48.4): see benchmarks/README.md for where the difference goes."""
     from benchmarks.run import count_flops
-    from hallo_pipeline.config import NetConfig
+    from hallo_pipeline.hallo.config import NetConfig
 
     flops = count_flops(NetConfig(), size=512, frames=16)
     assert abs(flops["reference_release_order"] / 1e12 - 4.8) < 0.05

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hallo_pipeline.attention_backends import BACKENDS, select_kernel
 from hallo_pipeline.config import ATTENTION_OPTIONS
 from hallo_pipeline.errors import InputError
-from hallo_pipeline.models.attention import sdpa
+from hallo_pipeline.hallo.models.attention import sdpa
 from tests import fake_attention
 
 GPU = torch.device("cuda")  # only a value here: choosing a kernel computes nothing

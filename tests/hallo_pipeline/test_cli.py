@@ -55,8 +55,8 @@ def test_any_photo_in_the_same_photo_out(tiny_model_folder, tmp_path, window, up
     import numpy as np
     from PIL import Image
 
-    from hallo_pipeline.face.analysis import FaceAnalyzer
     from hallo_pipeline.framing import PasteBack
+    from hallo_pipeline.hallo.face_analysis import FaceAnalyzer
     from tests.conftest import astronaut
 
     photo = Image.fromarray(astronaut(*window))
@@ -120,7 +120,7 @@ def test_bad_image_is_an_error_message_not_a_traceback(tiny_model_folder, tmp_pa
 
 def test_attention_and_compile_reach_the_pipeline(tiny_model_folder, portrait_path, tmp_path, monkeypatch) -> None:
     from hallo_pipeline.errors import InputError
-    from hallo_pipeline.pipeline import HalloPipeline
+    from hallo_pipeline.hallo.pipeline import HalloPipeline
 
     seen = {}
 
@@ -179,7 +179,7 @@ def test_download_failure_says_what_to_do(tmp_path, monkeypatch, capsys) -> None
 def test_a_bad_output_stops_the_command_before_the_models_load(tiny_model_folder, portrait_path, tmp_path, monkeypatch,
                                                               capsys) -> None:
     from hallo_pipeline.errors import InputError
-    from hallo_pipeline.pipeline import HalloPipeline
+    from hallo_pipeline.hallo.pipeline import HalloPipeline
 
     loads = []
 

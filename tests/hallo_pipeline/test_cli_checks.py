@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hallo_pipeline.cli import main
-from hallo_pipeline.pipeline import HalloPipeline
+from hallo_pipeline.hallo.pipeline import HalloPipeline
 from tests.media import write_wav
 
 
@@ -122,7 +122,7 @@ def test_the_weights_in_use_are_named_and_a_family_switch_is_said(files, tiny_mo
     models.mkdir()
     for part in ("hallo2", "sd-vae-ft-mse", "wav2vec", "face_analysis"):  # no hallo/
         (models / part).symlink_to(tiny_model_folder / part)
-    import hallo_pipeline.checkpoint
+    import hallo_pipeline.hallo.checkpoint
 
     seen = {}
 
@@ -130,7 +130,7 @@ def test_the_weights_in_use_are_named_and_a_family_switch_is_said(files, tiny_mo
         seen["net"] = path
         raise SystemExit(0)  # stop once the choice was said and the net is about to be read
 
-    monkeypatch.setattr(hallo_pipeline.checkpoint, "load_net", load_net)
+    monkeypatch.setattr(hallo_pipeline.hallo.checkpoint, "load_net", load_net)
     with pytest.raises(SystemExit):
         main(_animate(files, models))
     assert seen["net"] == models / "hallo2" / "net.pth"
@@ -152,7 +152,7 @@ def test_damaged_weights_are_called_damaged(files, tiny_model_folder, tmp_path, 
 
 
 def test_make_tiny_models_never_overwrites_model_files(tmp_path, capsys, monkeypatch) -> None:
-    import hallo_pipeline.testing.tiny_models as tiny
+    import hallo_pipeline.hallo.tiny_models as tiny
 
     written = []
     monkeypatch.setattr(tiny, "write_tiny_net", lambda folder, seed: written.append(folder))

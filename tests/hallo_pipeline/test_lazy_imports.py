@@ -8,7 +8,9 @@ import sys
 from tests.conftest import REPO
 
 MODULES = [
-    "hallo_pipeline.face.analysis",
+    "hallo_pipeline.face.finder",
+    "hallo_pipeline.hallo.face_analysis",
+    "hallo_pipeline.families",
     "hallo_pipeline.audio.features",
     "hallo_pipeline.audio.separation",
     "hallo_pipeline.testing.tiny_face_models",

@@ -49,7 +49,7 @@ class ComfyEnv:
         return self.pack.__name__
 
     def module(self, dotted: str) -> ModuleType:
-        """A module of the pack, e.g. "nodes.sampler" or "hallo_pipeline.pipeline" (the pack's own copy)."""
+        """A module of the pack, e.g. "nodes.sampler" or "hallo_pipeline.hallo.pipeline" (the pack's own copy)."""
         return importlib.import_module(f"{self.name}.{dotted}")
 
     @property

@@ -97,7 +97,7 @@ def test_low_vram_sends_the_vae_and_referencenet_back_after_each_use(comfy_with_
 
 def test_progress_bar_counts_every_step_of_every_clip(comfy) -> None:
     glue = comfy.module("nodes.comfy_glue")
-    Progress = comfy.module("hallo_pipeline.sampling.clip_loop").Progress
+    Progress = comfy.module("hallo_pipeline.hallo.sampling.clip_loop").Progress
     seen = []
     sys.modules["comfy.utils"].set_progress_bar_global_hook(lambda v, t, preview, node_id=None: seen.append((v, t)))
     report = glue.ProgressReporter()

@@ -38,7 +38,7 @@ def pipeline(run):
 
 
 def _face(env):
-    RegionMasks = env.module("hallo_pipeline.models").RegionMasks
+    RegionMasks = env.module("hallo_pipeline.hallo.models").RegionMasks
     g = torch.Generator().manual_seed(1)
     face_region = torch.zeros(3, SIZE, SIZE)
     face_region[:, 16:48, 20:44] = 1.0

@@ -71,3 +71,35 @@ def test_attention_is_chosen_for_comfyuis_device_and_precision(comfy, monkeypatc
     assert calls == [((1, 3, 2, 8), (1, 3, 2, 8))]
     with pytest.raises(comfy.module("hallo_pipeline.errors").InputError, match="the precision is fp32"):
         glue.attention_kernel("sage", "fp32", "auto")
+
+
+def test_the_variant_and_mode_options_come_from_the_family_registry(tmp_path, monkeypatch) -> None:
+    with comfy_env(tmp_path / "models") as env:
+        families = env.module("hallo_pipeline.families")
+
+        class Fake:
+            name, variants, modes, flags = "Fake", {"fake": "fake/weights.bin"}, ("fake_loop",), {}
+
+        monkeypatch.setattr(families, "FAMILIES", [*families.FAMILIES, Fake()])
+        nodes = env.nodes()
+        loader = {i.id: i for i in nodes["HalloModelLoader"].define_schema().inputs}
+        assert loader["variant"].options == ["auto", "hallo", "hallo2", "hallo3", "fake"]
+        assert "fake: fake/weights.bin" in loader["variant"].tooltip
+        for node in ("HalloSampler", "HalloAudioEmbed"):
+            mode = {i.id: i for i in nodes[node].define_schema().inputs}["mode"]
+            assert mode.options == ["auto", "hallo", "hallo2", "fake_loop"]
+
+
+def test_a_hallo3_folder_is_listed_and_says_it_cannot_generate_yet(tmp_path) -> None:
+    folder = tmp_path / "models" / "hallo" / "h3"
+    (folder / "hallo3" / "1").mkdir(parents=True)
+    (folder / "hallo3" / "latest").write_text("1")
+    (folder / "hallo3" / "1" / "mp_rank_00_model_states.safetensors").write_bytes(b"x")
+    with comfy_env(tmp_path / "models") as env:
+        loader = env.nodes()["HalloModelLoader"]
+        assert "hallo/h3" in {i.id: i for i in loader.define_schema().inputs}["model_folder"].options
+        with pytest.raises(env.module("hallo_pipeline.errors").InputError,
+                           match=r"HalloModelLoader input 'variant': variant 'hallo3' \(Hallo3 weights .*\): "
+                                 r"generating with Hallo3 is not wired into the pipeline yet \(issue #13\)"):
+            loader.execute(model_folder="hallo/h3", variant="auto", precision="auto", device="auto", attention="auto")
+

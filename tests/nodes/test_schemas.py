@@ -72,7 +72,7 @@ def test_widgets_have_sensible_defaults(schemas) -> None:
     assert (face["image_size"].default, face["image_size"].step, face["face_expand_ratio"].default) == (512, 64, 1.2)
     loader = {i.id: i for i in schemas["HalloModelLoader"].inputs}
     assert loader["precision"].options == ["auto", "fp16", "bf16", "fp32"]
-    assert loader["variant"].options == ["auto", "hallo", "hallo2"] and "low_vram" in loader["device"].options
+    assert loader["variant"].options == ["auto", "hallo", "hallo2", "hallo3"] and "low_vram" in loader["device"].options
     assert loader["attention"].options == ["auto", "sdpa", "flash", "sage"] and loader["attention"].default == "auto"
     assert all(f"{option}:" in loader["attention"].tooltip for option in ("sdpa", "flash", "sage"))
     assert (face["framing"].options, face["framing"].default, face["crop_scale"].default) == (["crop", "stretch"],

@@ -108,20 +108,20 @@ def hallo3_case(name: str) -> Case:
 
 @pytest.fixture(scope="session")
 def tiny_config(parity_path: Path):
-    from hallo_pipeline.config import NetConfig
+    from hallo_pipeline.hallo.config import NetConfig
 
     return NetConfig.from_json_file(parity_path / "tiny_config.json")
 
 
 @pytest.fixture(scope="session")
 def tiny_net(parity_path: Path, tiny_config):
-    from hallo_pipeline.checkpoint import load_net
+    from hallo_pipeline.hallo.checkpoint import load_net
 
     return load_net(parity_path / "models" / "net.pth", config=tiny_config)
 
 
 @pytest.fixture(scope="session")
 def tiny_codec(parity_path: Path):
-    from hallo_pipeline.vae import LatentCodec, load_vae
+    from hallo_pipeline.hallo.vae import LatentCodec, load_vae
 
     return LatentCodec(load_vae(parity_path / "models" / "vae"))

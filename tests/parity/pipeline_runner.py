@@ -11,7 +11,7 @@ from tests.parity.conftest import Case
 
 def settings_of(case: Case, **overrides):
     from hallo_pipeline.config import RegionWeights
-    from hallo_pipeline.sampling.clip_loop import SamplerSettings
+    from hallo_pipeline.hallo.sampling.clip_loop import SamplerSettings
 
     j = case.settings
     scale = j["motion_scale"]
@@ -27,9 +27,9 @@ def settings_of(case: Case, **overrides):
 
 
 def clip_inputs_of(case: Case, net):
-    from hallo_pipeline.models import RegionMasks
-    from hallo_pipeline.sampling.clip_loop import ClipInputs
-    from hallo_pipeline.sampling.guided_step import encode_identity
+    from hallo_pipeline.hallo.models import RegionMasks
+    from hallo_pipeline.hallo.sampling.clip_loop import ClipInputs
+    from hallo_pipeline.hallo.sampling.guided_step import encode_identity
 
     t = case.tensors
     levels = sorted(int(k.rsplit(".", 1)[1]) for k in t if k.startswith("input.full_mask."))
@@ -46,7 +46,7 @@ class PipelineRun:
 
 
 def run_free(case: Case, net, codec, **overrides) -> dict[str, torch.Tensor]:
-    from hallo_pipeline.sampling.clip_loop import ClipSampler
+    from hallo_pipeline.hallo.sampling.clip_loop import ClipSampler
 
     traced: dict[str, torch.Tensor] = {}
     sampler = ClipSampler(net, codec, settings_of(case, **overrides),
@@ -65,8 +65,8 @@ def run_free(case: Case, net, codec, **overrides) -> dict[str, torch.Tensor]:
 
 def run_teacher_forced(case: Case, net, codec) -> dict[str, torch.Tensor]:
     """Each step starts from the fixture's previous latents; each clip from the fixture's frames."""
-    from hallo_pipeline.sampling.guided_step import guided_denoise_step, reference_layers
-    from hallo_pipeline.sampling.scheduler import make_scheduler
+    from hallo_pipeline.hallo.sampling.guided_step import guided_denoise_step, reference_layers
+    from hallo_pipeline.hallo.sampling.scheduler import make_scheduler
 
     t = case.tensors
     s = settings_of(case)

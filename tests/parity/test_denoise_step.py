@@ -15,8 +15,8 @@ pytestmark = pytest.mark.parity
 def run_denoise_step(net, tensors: dict, settings: dict) -> dict[str, torch.Tensor]:
     """Our outputs, named like the fixture's `expected.*` / `debug.*` tensors."""
     from hallo_pipeline.config import RegionWeights
-    from hallo_pipeline.models import RegionMasks
-    from hallo_pipeline.sampling.guided_step import encode_identity, guided_denoise_step, reference_layers
+    from hallo_pipeline.hallo.models import RegionMasks
+    from hallo_pipeline.hallo.sampling.guided_step import encode_identity, guided_denoise_step, reference_layers
 
     levels = sorted(int(k.rsplit(".", 1)[1]) for k in tensors if k.startswith("input.full_mask."))
     masks = [

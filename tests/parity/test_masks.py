@@ -50,7 +50,7 @@ def _working_size() -> int:
 
 def run_masks(tensors: dict, settings: dict) -> dict[str, torch.Tensor]:
     """Our outputs, named like the fixture's `expected.*` tensors (float tensors as the fixture stores them)."""
-    from hallo_pipeline.face.masks import face_region_tensor, region_maps, token_masks
+    from hallo_pipeline.hallo.masks import face_region_tensor, region_maps, token_masks
 
     width, height = _source_size()
     size = _working_size()
@@ -80,7 +80,8 @@ def outputs(parity_path) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("name", NAMES or [pytest.param("-", marks=pytest.mark.skip(reason="no masks case"))])
 def test_masks(name: str, outputs: dict, parity_path) -> None:
     if name.startswith("expected.ref_image_u8"):
-        from hallo_pipeline.face.images import reference_tensor, to_rgb_uint8
+        from hallo_pipeline.face.images import to_rgb_uint8
+        from hallo_pipeline.hallo.face_analysis import reference_tensor
 
         ours = reference_tensor(to_rgb_uint8(parity_path / SOURCE_IMAGE_DEFAULT), _working_size())
         expected = (CASE.tensors[name].float() / 255 - 0.5) / 0.5
@@ -109,7 +110,7 @@ def test_masks_unexpanded_boxes_and_landmark_lists(parity_path) -> None:
 
 def test_masks_levels_match_working_size(parity_path) -> None:
     _require_case()
-    from hallo_pipeline.face.masks import LEVEL_DIVISORS
+    from hallo_pipeline.hallo.masks import LEVEL_DIVISORS
 
     assert [_working_size() // d for d in LEVEL_DIVISORS] == CASE.settings["levels"]
 
@@ -122,7 +123,7 @@ def test_masks_end_to_end_landmarks(request, parity_path, tmp_path, backend: str
     mp = pytest.importorskip("mediapipe")
     from hallo_pipeline.face.images import to_rgb_uint8
     from hallo_pipeline.face.landmarks import TASK_FILE, LandmarkDetector, choose_face
-    from hallo_pipeline.face.masks import region_maps
+    from hallo_pipeline.hallo.masks import region_maps
 
     if backend == "face_mesh":
         if not hasattr(getattr(mp, "solutions", None), "face_mesh"):

@@ -25,8 +25,8 @@ def test_pipeline_with_flags(flags: str, tiny_net, tiny_codec) -> None:
         pytest.skip(f"case files pipeline.json/.safetensors not in {PIPELINE.root}")
     import copy
 
-    from hallo_pipeline.speedups import apply_speedups
-    from hallo_pipeline.vae import LatentCodec
+    from hallo_pipeline.hallo.speedups import apply_speedups
+    from hallo_pipeline.hallo.vae import LatentCodec
 
     opts = dict(FLAG_SETS[flags])
     codec = LatentCodec(tiny_codec.vae, tiny_codec.scaling_factor, decode_batch=opts.pop("decode_batch"))
@@ -61,7 +61,7 @@ def test_denoise_step_with_flags(flags: str, tiny_net, request, monkeypatch) -> 
     import copy
     import os
 
-    from hallo_pipeline.speedups import apply_speedups
+    from hallo_pipeline.hallo.speedups import apply_speedups
 
     if not DENOISE.present:
         pytest.skip(f"case files denoise_step.json/.safetensors not in {DENOISE.root}")
@@ -87,7 +87,7 @@ def test_denoise_step_through_attention_packages(installed: str, tiny_net, monke
     import torch.nn.functional as F
 
     from hallo_pipeline.attention_backends import select_kernel
-    from hallo_pipeline.speedups import apply_speedups
+    from hallo_pipeline.hallo.speedups import apply_speedups
     from tests import fake_attention
 
     if not DENOISE.present:
@@ -115,7 +115,7 @@ def test_denoise_step_with_feedforward_slices(tiny_net) -> None:
     a few tokens per slice on the tiny net."""
     import copy
 
-    from hallo_pipeline.models.attention import FeedForward
+    from hallo_pipeline.hallo.models.attention import FeedForward
 
     if not DENOISE.present:
         pytest.skip(f"case files denoise_step.json/.safetensors not in {DENOISE.root}")

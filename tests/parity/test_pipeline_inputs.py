@@ -34,7 +34,7 @@ def face_outputs(parity_path, tmp_path_factory) -> dict[str, torch.Tensor]:
     _require_cases()
     pytest.importorskip("onnx")
     pytest.importorskip("insightface")
-    from hallo_pipeline.face.analysis import analyze_face
+    from hallo_pipeline.hallo.face_analysis import analyze_face
     from hallo_pipeline.testing.tiny_face_models import write_tiny_face_models
 
     models = tmp_path_factory.mktemp("hallo_models")

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from hallo_pipeline.errors import InputError
-from hallo_pipeline.face.images import MIN_IMAGE_SIDE, reference_tensor, to_rgb_uint8
+from hallo_pipeline.face.images import MIN_IMAGE_SIDE, to_rgb_uint8
 
 
 @pytest.fixture
@@ -84,17 +84,6 @@ def test_unreadable_files_are_explained(tmp_path) -> None:
 def test_large_image_is_fine() -> None:
     big = np.zeros((3000, 4000, 3), np.uint8)
     assert to_rgb_uint8(big).shape == (3000, 4000, 3)
-
-
-def test_reference_tensor_is_square_in_minus_one_one(rgb) -> None:
-    ref = reference_tensor(rgb, 64)
-    assert ref.shape == (3, 64, 64) and ref.dtype == torch.float32
-    assert -1.0 <= float(ref.min()) and float(ref.max()) <= 1.0
-    # Same size in and out: no resampling, just the affine map of the pixels.
-    square = rgb[:64, :64]
-    assert torch.equal(
-        reference_tensor(square, 64), (torch.from_numpy(square).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
-    )
 
 
 def _png_header(width: int, height: int) -> bytes:

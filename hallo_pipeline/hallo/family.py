@@ -1,0 +1,58 @@
+"""The Hallo family (Hallo and Hallo2 weights) as the seam (`hallo_pipeline.families`) sees it.
+
+Cheap to import: the networks, the checkpoint reader and the pipeline are imported when a method needs them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .model_files import ModelFiles
+    from .pipeline import HalloPipeline
+    from .sampling.clip_loop import SamplerSettings
+
+
+class HalloFamily:
+    """SD-1.5 UNet + ReferenceNet + motion and audio modules, 512x512, 16-frame clips (`SPEC.md`)."""
+
+    name = "Hallo"
+    # In auto's order: Hallo when the folder has it, else Hallo2 (said in `ModelFiles.note`).
+    variants = {"hallo": "hallo/net.pth", "hallo2": "hallo2/net.pth"}
+    # The sampling modes of `HalloPipeline` (`settings`, `encode_audio`) besides "auto", which follows the weights.
+    modes = ("hallo", "hallo2")
+    flags = {"hallo2": "long-video mode with hallo2/net.pth (60 s audio chunks, motion-frame drop)"}
+
+    def locate(self, root: Path, variant: str = "auto") -> ModelFiles:
+        from .model_files import locate
+
+        return locate(root, variant)
+
+    def required_parts(self, separate_vocals: bool = False) -> list[str]:
+        from .pipeline import required_parts
+
+        return required_parts(separate_vocals)
+
+    def check_inputs(self, files: ModelFiles | None, image, audio, output, **options):
+        from .pipeline import check_animate_inputs
+
+        return check_animate_inputs(files, image, audio, output, **options)
+
+    def settings(self, files: ModelFiles, mode: str = "auto", **settings: Any) -> SamplerSettings:
+        """`SamplerSettings` for these weights, the clip length checked against the file's sizes (no loading)."""
+        from .checkpoint import read_net_config
+        from .pipeline import sampler_settings
+        from .sampling.clip_loop import check_clip_length
+
+        checked = sampler_settings(files.variant, mode, **settings)
+        check_clip_length(checked.clip_length, read_net_config(files.net).motion)
+        return checked
+
+    def load(self, files: ModelFiles, **options: Any) -> HalloPipeline:
+        from .pipeline import HalloPipeline
+
+        return HalloPipeline.load(files, **options)
+
+
+FAMILY = HalloFamily()
