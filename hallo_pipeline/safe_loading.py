@@ -11,12 +11,41 @@ from __future__ import annotations
 import pickle
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Mapping, Sequence
 
 # torch.save writes a zip archive; files from before PyTorch 1.6 are a bare pickle, which starts
 # with the PROTO opcode. Anything else cannot be a weights file, whatever its name.
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTO = 0x80
+
+
+def key_problems(expected: Mapping[str, Sequence[int]], found: Mapping[str, Sequence[int]]) -> list[str]:
+    """What differs between the tensor names -> shapes a network expects and those a file holds, one phrase per
+    kind (missing, unexpected, wrong shape) with a few examples; empty when they agree."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    wrong = [
+        f"{k} {tuple(found[k])} (expected {tuple(expected[k])})"
+        for k in expected
+        if k in found and tuple(found[k]) != tuple(expected[k])
+    ]
+    out = []
+    if missing:
+        out.append(f"{_count(missing, 'missing key')}, e.g. {_examples(missing)}")
+    if unexpected:
+        out.append(f"{_count(unexpected, 'unexpected key')}, e.g. {_examples(unexpected)}")
+    if wrong:
+        out.append(f"{_count(wrong, 'key')} of the wrong shape, e.g. {_examples(wrong)}")
+    return out
+
+
+def _count(items: Sequence, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def _examples(items: Iterable[str], n: int = 3) -> str:
+    items = list(items)
+    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
 
 
 def first_line(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import torch
 
 from ..errors import CheckpointError
-from ..safe_loading import first_line, load_weights_only
+from ..safe_loading import first_line, key_problems, load_weights_only
 from .config import (
     AudioModuleConfig,
     AudioProjConfig,
@@ -262,20 +262,7 @@ def read_sidecar_config(net_path: Path) -> NetConfig | None:
 # loading
 # ----------------------------------------------------------------------------------------------
 def _check_keys(expected: Mapping[str, torch.Size], found: Mapping[str, torch.Tensor], path: Path) -> None:
-    missing = [k for k in expected if k not in found]
-    unexpected = [k for k in found if k not in expected]
-    wrong = [
-        f"{k} {tuple(found[k].shape)} (expected {tuple(expected[k])})"
-        for k in expected
-        if k in found and tuple(found[k].shape) != tuple(expected[k])
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys, e.g. {', '.join(missing[:3])}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys, e.g. {', '.join(unexpected[:3])}")
-    if wrong:
-        problems.append(f"{len(wrong)} keys of the wrong shape, e.g. {', '.join(wrong[:3])}")
+    problems = key_problems(expected, {k: v.shape for k, v in found.items()})
     if problems:
         raise CheckpointError(
             f"weights file {str(path)!r} does not match the Hallo network: {'; '.join(problems)}. "

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from ..errors import CheckpointError, InputError
+from ..safe_loading import key_problems
 
 RELEASE_SOURCE = "hallo3/1/mp_rank_00_model_states.pt of the Hugging Face repo fudan-generative-ai/hallo3"
 
@@ -142,21 +143,7 @@ class KeyTable:
     # --- checking -----------------------------------------------------------------------------
     def problems(self, found: Mapping[str, Sequence[int]]) -> list[str]:
         """What differs between `found` (name -> shape) and the table; empty when they agree."""
-        missing = [k for k in self.shapes if k not in found]
-        unexpected = [k for k in found if k not in self.shapes]
-        wrong = [
-            f"{k} {tuple(found[k])} (expected {self.shapes[k]})"
-            for k in self.shapes
-            if k in found and tuple(found[k]) != self.shapes[k]
-        ]
-        out = []
-        if missing:
-            out.append(f"{_count(missing, 'missing key')}, e.g. {_examples(missing)}")
-        if unexpected:
-            out.append(f"{_count(unexpected, 'unexpected key')}, e.g. {_examples(unexpected)}")
-        if wrong:
-            out.append(f"{_count(wrong, 'key')} of the wrong shape, e.g. {_examples(wrong)}")
-        return out
+        return key_problems(self.shapes, found)
 
     def check(self, found: Mapping[str, Sequence[int]], path: str | Path) -> None:
         """Raise a `WeightsFileError` naming the file and every kind of difference."""
@@ -185,12 +172,3 @@ def _shape(value: object) -> Shape:
     if not isinstance(value, list) or not all(isinstance(n, int) and n >= 0 for n in value):
         raise ValueError(f"shape {value!r} is not a list of sizes")
     return tuple(value)
-
-
-def _count(items: Sequence, noun: str) -> str:
-    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
-
-
-def _examples(items: Iterable[str], n: int = 3) -> str:
-    items = list(items)
-    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..safe_loading import key_problems
 from .config import Hallo3Config
 from .dit import Hallo3DiT
 from .rope import rope_tables
@@ -66,20 +67,7 @@ def build_hallo3(
 
 
 def _check_keys(expected: Mapping[str, tuple[int, ...]], found: Mapping[str, torch.Tensor]) -> None:
-    missing = [k for k in expected if k not in found]
-    unexpected = [k for k in found if k not in expected]
-    wrong = [
-        f"{k} {tuple(found[k].shape)} (expected {expected[k]})"
-        for k in expected
-        if k in found and tuple(found[k].shape) != expected[k]
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys, e.g. {', '.join(missing[:3])}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys, e.g. {', '.join(unexpected[:3])}")
-    if wrong:
-        problems.append(f"{len(wrong)} keys of the wrong shape, e.g. {', '.join(wrong[:3])}")
+    problems = key_problems(expected, {k: v.shape for k, v in found.items()})
     if problems:
         raise CheckpointError(
             f"the Hallo3 weights do not match the network: {'; '.join(problems)}. The file is incomplete, from "

@@ -172,7 +172,7 @@ def test_unexpected_keys_are_listed(tmp_path: Path, tiny_state) -> None:
     state = dict(tiny_state)
     state["denoising_unet.extra_head.weight"] = torch.zeros(3)
     path = _save_pth(state, tmp_path / "net.pth")
-    with pytest.raises(CheckpointError, match=r"1 unexpected keys, e\.g\. denoising_unet\.extra_head\.weight"):
+    with pytest.raises(CheckpointError, match=r"1 unexpected key, e\.g\. denoising_unet\.extra_head\.weight"):
         load_net(path, config=tiny_config())
 
 
@@ -181,7 +181,7 @@ def test_wrong_shapes_are_listed(tmp_path: Path, tiny_state) -> None:
     key = "denoising_unet.down_blocks.1.audio_modules.0.proj_in.weight"
     state[key] = torch.zeros(7, *state[key].shape[1:])
     path = _save_pth(state, tmp_path / "net.pth")
-    with pytest.raises(CheckpointError, match=r"keys of the wrong shape, e\.g\. " + key.replace(".", r"\.")):
+    with pytest.raises(CheckpointError, match=r"1 key of the wrong shape, e\.g\. " + key.replace(".", r"\.")):
         load_net(path, config=tiny_config())
 
 

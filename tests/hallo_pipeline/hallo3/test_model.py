@@ -67,8 +67,8 @@ def test_rope_table_of_another_grid_is_refused() -> None:
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda s: s.pop("model.diffusion_model.transformer.layers.1.audio_attn.dense.bias"), "1 missing keys"),
-    (lambda s: s.update({"first_stage_model.decoder.conv_in.weight": torch.zeros(1)}), "1 unexpected keys"),
+    (lambda s: s.pop("model.diffusion_model.transformer.layers.1.audio_attn.dense.bias"), "1 missing key, e.g."),
+    (lambda s: s.update({"first_stage_model.decoder.conv_in.weight": torch.zeros(1)}), "1 unexpected key, e.g."),
     (lambda s: s.update({"ref_model.diffusion_model.time_embed.0.weight": torch.zeros(3, 3)}), "wrong shape"),
 ])
 def test_a_file_that_does_not_fit_is_refused_with_the_keys_named(change, message: str) -> None:
