@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-face-landmarker", action="store_true",
                    help="write no face landmarker .task (landmarks then need mediapipe==0.10.21's built-in face mesh)")
     t.add_argument("--force", action="store_true", help="write even where the folder already holds model files")
+    t.add_argument("--hallo3", action="store_true",
+                   help="write a Hallo3 folder (the layout of fudan-generative-ai/hallo3) instead of a Hallo one")
 
     d = sub.add_parser("download", help="fetch the official files from Hugging Face into a model folder")
     d.add_argument("dir", type=Path, help="model folder, e.g. ComfyUI/models/hallo")
@@ -205,9 +207,11 @@ def _animate(args: argparse.Namespace) -> int:
 
 def _make_tiny_models(args: argparse.Namespace) -> int:
     from .hallo.tiny_models import make_tiny_models
+    from .hallo3.tiny_models import make_tiny_models_hallo3
 
-    root = make_tiny_models(args.dir, seed=args.seed, force=args.force, face_landmarker=not args.no_face_landmarker,
-                            mediapipe_wheel=args.mediapipe_wheel)
+    make = make_tiny_models_hallo3 if args.hallo3 else make_tiny_models
+    root = make(args.dir, seed=args.seed, force=args.force, face_landmarker=not args.no_face_landmarker,
+                mediapipe_wheel=args.mediapipe_wheel)
     print(f"wrote tiny model folder {root}")
     return 0
 
