@@ -134,7 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("download", help="fetch the official files from Hugging Face into a model folder")
     d.add_argument("dir", type=Path, help="model folder, e.g. ComfyUI/models/hallo")
-    d.add_argument("--hallo2", action="store_true", help="also fetch hallo2/net.pth (long videos)")
+    which = d.add_mutually_exclusive_group()
+    which.add_argument("--hallo2", action="store_true", help="also fetch hallo2/net.pth (long videos)")
+    which.add_argument("--hallo3", action="store_true",
+                       help="fetch Hallo3 (fudan-generative-ai/hallo3: the files inference reads, about 40 GB) "
+                       "instead of Hallo")
     d.add_argument("--no-vocal-separator", action="store_true", help="skip audio_separator/Kim_Vocal_2.onnx")
 
     c = sub.add_parser("convert-hallo3",
@@ -217,9 +221,14 @@ def _make_tiny_models(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from .hallo.download import download
+    if args.hallo3:
+        from .hallo3.download import download as download_hallo3
 
-    root = download(args.dir, hallo=True, hallo2=args.hallo2, vocal_separator=not args.no_vocal_separator)
+        root = download_hallo3(args.dir, vocal_separator=not args.no_vocal_separator)
+    else:
+        from .hallo.download import download
+
+        root = download(args.dir, hallo=True, hallo2=args.hallo2, vocal_separator=not args.no_vocal_separator)
     print(f"model folder ready: {root}")
     return 0
 
