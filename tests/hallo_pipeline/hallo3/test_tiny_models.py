@@ -149,3 +149,13 @@ def test_the_command_writes_a_hallo3_folder(tmp_path, capsys) -> None:
     assert main(["make-tiny-models", "--hallo3", str(target), "--no-face-landmarker"]) == 2
     assert "already holds" in capsys.readouterr().err
     assert main(["make-tiny-models", "--hallo3", str(target), "--no-face-landmarker", "--force"]) == 0
+
+
+def test_a_missing_part_says_how_to_fetch_it(folder, tmp_path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(folder / "hallo3", copy / "hallo3")
+    files = families.locate(copy, "hallo3")
+    with pytest.raises(CheckpointError, match=r"3d-vae\.pt.*t5-v1_1-xxl.*download .*--hallo3"):
+        load_hallo3_models(files)
