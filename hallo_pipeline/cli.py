@@ -129,10 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-face-landmarker", action="store_true",
                    help="write no face landmarker .task (landmarks then need mediapipe==0.10.21's built-in face mesh)")
     t.add_argument("--force", action="store_true", help="write even where the folder already holds model files")
+    t.add_argument("--hallo3", action="store_true",
+                   help="write a Hallo3 folder (the layout of fudan-generative-ai/hallo3) instead of a Hallo one")
 
     d = sub.add_parser("download", help="fetch the official files from Hugging Face into a model folder")
     d.add_argument("dir", type=Path, help="model folder, e.g. ComfyUI/models/hallo")
-    d.add_argument("--hallo2", action="store_true", help="also fetch hallo2/net.pth (long videos)")
+    which = d.add_mutually_exclusive_group()
+    which.add_argument("--hallo2", action="store_true", help="also fetch hallo2/net.pth (long videos)")
+    which.add_argument("--hallo3", action="store_true",
+                       help="fetch Hallo3 (fudan-generative-ai/hallo3: the files inference reads, about 40 GB) "
+                       "instead of Hallo")
     d.add_argument("--no-vocal-separator", action="store_true", help="skip audio_separator/Kim_Vocal_2.onnx")
 
     c = sub.add_parser("convert-hallo3",
@@ -205,17 +211,24 @@ def _animate(args: argparse.Namespace) -> int:
 
 def _make_tiny_models(args: argparse.Namespace) -> int:
     from .hallo.tiny_models import make_tiny_models
+    from .hallo3.tiny_models import make_tiny_models_hallo3
 
-    root = make_tiny_models(args.dir, seed=args.seed, force=args.force, face_landmarker=not args.no_face_landmarker,
-                            mediapipe_wheel=args.mediapipe_wheel)
+    make = make_tiny_models_hallo3 if args.hallo3 else make_tiny_models
+    root = make(args.dir, seed=args.seed, force=args.force, face_landmarker=not args.no_face_landmarker,
+                mediapipe_wheel=args.mediapipe_wheel)
     print(f"wrote tiny model folder {root}")
     return 0
 
 
 def _download(args: argparse.Namespace) -> int:
-    from .hallo.download import download
+    if args.hallo3:
+        from .hallo3.download import download as download_hallo3
 
-    root = download(args.dir, hallo=True, hallo2=args.hallo2, vocal_separator=not args.no_vocal_separator)
+        root = download_hallo3(args.dir, vocal_separator=not args.no_vocal_separator)
+    else:
+        from .hallo.download import download
+
+        root = download(args.dir, hallo=True, hallo2=args.hallo2, vocal_separator=not args.no_vocal_separator)
     print(f"model folder ready: {root}")
     return 0
 

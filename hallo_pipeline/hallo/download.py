@@ -1,14 +1,11 @@
-"""Fetch the official files into a model folder, only when the user asks (`python -m hallo_pipeline download`).
-
-huggingface_hub resumes interrupted downloads and checks each file's size against the
-repository's record, so a partial file is never taken for a complete one.
-"""
+"""The files of the Hallo and Hallo2 releases a model folder needs (`python -m hallo_pipeline download`);
+fetching them is the shared `hallo_pipeline.download`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import HalloError
+from ..download import fetch
 
 HALLO_REPO = "fudan-generative-ai/hallo"
 HALLO2_REPO = "fudan-generative-ai/hallo2"
@@ -36,20 +33,4 @@ def plan(hallo: bool = True, hallo2: bool = False, vocal_separator: bool = True)
 
 
 def download(model_dir: str | Path, hallo: bool = True, hallo2: bool = False, vocal_separator: bool = True) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as exc:  # pragma: no cover - comes with diffusers/transformers
-        raise HalloError("downloading needs huggingface_hub: pip install huggingface_hub") from exc
-
-    root = Path(model_dir).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    for repo, patterns in plan(hallo, hallo2, vocal_separator):
-        try:
-            snapshot_download(repo_id=repo, allow_patterns=patterns, local_dir=str(root))
-        except Exception as exc:  # noqa: BLE001 - the hub raises many types; all mean "not fetched"
-            raise HalloError(
-                f"could not download {', '.join(patterns)} from {repo} into {str(root)!r}: {exc}. "
-                "Check the network (or HF_ENDPOINT / HF_HUB_OFFLINE), then run the same command again: "
-                "finished files are kept and partial ones resume"
-            ) from exc
-    return root
+    return fetch(model_dir, plan(hallo, hallo2, vocal_separator))

@@ -7,11 +7,12 @@ end to end in seconds on a CPU; the output is noise, which is all a test needs.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
+from ..testing.tiny_folder import SHARED_FOLDERS, random_init, write_face_landmarker_first, write_shared_parts
+from ..testing.tiny_folder import check_tiny_target as _check_tiny_target
 from .config import (
     AudioModuleConfig,
     AudioProjConfig,
@@ -35,22 +36,6 @@ def tiny_net_config() -> NetConfig:
         imageproj=ImageProjConfig(cross_attention_dim=32),
         audioproj=AudioProjConfig(channels=WAV2VEC_HIDDEN, intermediate_dim=64, output_dim=32, tokens=8),
     )
-
-
-@torch.no_grad()
-def random_init(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Every parameter random, also those the release zero-initialises, so each one matters:
-    matrices ~ N(0, 1/fan_in), norm scales ~ 1 + N(0, 0.1^2), biases ~ N(0, 0.05^2)."""
-    generator = torch.Generator().manual_seed(seed)
-    for name, p in module.named_parameters():
-        if p.ndim > 1:
-            values = torch.randn(p.shape, generator=generator) * (1.0 / p[0].numel()) ** 0.5
-        elif name.endswith("weight"):
-            values = 1.0 + 0.1 * torch.randn(p.shape, generator=generator)
-        else:
-            values = 0.05 * torch.randn(p.shape, generator=generator)
-        p.copy_(values)
-    return module
 
 
 def write_tiny_net(folder: Path, seed: int, config: NetConfig | None = None) -> Path:
@@ -79,38 +64,12 @@ def write_tiny_vae(folder: Path, seed: int) -> Path:
 
 
 # What make_tiny_models writes under the root: the folders of the official layout.
-TINY_FOLDERS = ("hallo", "hallo2", "sd-vae-ft-mse", "wav2vec", "face_analysis", "audio_separator")
-
-
-def _new_name(root: Path) -> str:
-    return f"{root.name}-2" if root.name.endswith("-tiny") else f"{root.name}-tiny"
+TINY_FOLDERS = ("hallo", "hallo2", "sd-vae-ft-mse", *SHARED_FOLDERS)
 
 
 def check_tiny_target(root: str | Path, force: bool = False) -> Path:
-    """Refuse a target that is a file, cannot be written, or already holds model files (real
-    weights live in folders of this very layout: random ones must never replace them silently)."""
-    from ..errors import InputError
-
-    root = Path(root).expanduser()
-    if root.exists() and not root.is_dir():
-        raise InputError(f"{str(root)!r} is a file, not a folder; give make-tiny-models a new folder", "dir")
-    taken = [name for name in TINY_FOLDERS if (root / name).exists()]
-    if taken and not force:
-        raise InputError(
-            f"{str(root)!r} already holds {', '.join(n + '/' for n in taken)}: make-tiny-models would write random "
-            "weights over them (if these are the real weights, they would be lost). Use a new folder of its own, "
-            f"e.g. {str(root.parent / _new_name(root))!r}, or pass --force to replace them", "dir",
-        )
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise InputError(
-            f"cannot write into {str(root)!r} ({exc.strerror or exc}); choose a writable folder", "dir"
-        ) from exc
-    return root
+    """Refuse a target that is a file, cannot be written, or already holds Hallo's model folders."""
+    return _check_tiny_target(root, TINY_FOLDERS, force)
 
 
 def make_tiny_models(
@@ -132,23 +91,11 @@ def make_tiny_models(
     (`face_landmarker=False`) landmarks need the legacy face mesh of mediapipe <= 0.10.21. The vocal
     separator is an identity MDX-Net stand-in.
     """
-    from ..audio.separation import KNOWN_MODELS
-    from ..face.landmarks import TASK_FILE
-    from ..testing.tiny_face_landmarker import write_face_landmarker
-    from ..testing.tiny_face_models import write_tiny_face_models
-    from ..testing.tiny_separator import write_mdx_model
-    from ..testing.tiny_wav2vec2 import write_tiny_wav2vec2
-
     root = check_tiny_target(root, force)
-    if face_landmarker:  # first: the one part that may need the network, so a failure leaves little behind
-        write_face_landmarker(root / TASK_FILE, wheel=mediapipe_wheel, download=download)
+    write_face_landmarker_first(root, face_landmarker, mediapipe_wheel, download)
     write_tiny_net(root / "hallo", seed)
     if hallo2:
         write_tiny_net(root / "hallo2", seed + 1)
     write_tiny_vae(root / "sd-vae-ft-mse", seed + 2)
-    write_tiny_wav2vec2(root / "wav2vec" / "wav2vec2-base-960h", hidden_size=WAV2VEC_HIDDEN,
-                        conv_dim=WAV2VEC_HIDDEN, seed=seed + 3)
-    write_tiny_face_models(root / "face_analysis" / "models", fixed_face=True)
-    params = KNOWN_MODELS["Kim_Vocal_2.onnx"]
-    write_mdx_model(root / "audio_separator" / "Kim_Vocal_2.onnx", params.dim_f, params.dim_t)
+    write_shared_parts(root, seed + 3, wav2vec_hidden=WAV2VEC_HIDDEN)
     return root

@@ -27,7 +27,8 @@ class Hallo3Files(ModelFolder):
         return f"Hallo3 weights {self.weights}" + (f" ({self.note})" if self.note else "")
 
     def fetch_hint(self) -> str:
-        return f"Get them from the Hugging Face repo {SOURCE_REPO} and keep the repo's layout under your model folder"
+        return (f"Fetch them with: python -m hallo_pipeline download {self.root} --hallo3 (the files of the Hugging "
+                f"Face repo {SOURCE_REPO} that inference reads, in the repo's layout)")
 
     @property
     def vae(self) -> Path:
