@@ -1,7 +1,7 @@
 """Parity case `two_segments` (SPEC §11): the whole segment loop from the portrait, the audio features and the
 prompt's T5 states, with every recorded random draw replayed in order: per segment the concat latent, the
 audio window, the sampler output and the decoded frames, every VAE encode, and the final video and uint8
-frames. Free-running: segment 1 continues from our own segment 0. Slow: run with `-m slow`."""
+frames. Free-running: segment 1 continues from our own segment 0. The loop's tests are slow (`-m slow`)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import torch
 from tests.parity.conftest import assert_matches, hallo3_case
 
 CASE = hallo3_case("two_segments")
-# ~17 s on one thread (two 49-frame decodes of ~7 s each), like the fixture README labels the case.
-pytestmark = [pytest.mark.parity, pytest.mark.slow]
+pytestmark = pytest.mark.parity
+# The loop takes ~17 s on one thread (two 49-frame decodes of ~7 s each); the fixture README labels it slow.
+slow = pytest.mark.slow
 
 WAV2VEC_SITE = "modeling_wav2vec2"  # LayerDrop draws the release makes and our encoder does not (SPEC §7.4)
 
@@ -97,6 +98,7 @@ def _check(actual: torch.Tensor, name: str) -> None:
     assert_matches(actual, CASE.tensors[name], CASE.tolerance(name), f"two_segments {name}")
 
 
+@slow
 def test_segment_count_and_frames(run):
     segments, settings = run["segments"], run["settings"]
     assert settings.stride == CASE.settings["frames_per_segment_kept"]
@@ -106,6 +108,7 @@ def test_segment_count_and_frames(run):
     assert sum(s.frames.shape[0] for s in segments) == CASE.settings["final_frames"]
 
 
+@slow
 @pytest.mark.parametrize("what", ["concat", "audio_emb", "latent", "decoded"])
 def test_per_segment(run, what):
     for segment in run["segments"]:
@@ -114,6 +117,7 @@ def test_per_segment(run, what):
         _check(ours, f"seg{segment.index}.expected.{what}")
 
 
+@slow
 def test_encodes_and_draw_order(run):
     """Every VAE encode in the release's order. The release also encodes a concat latent after the last
     segment (unused); its draws are the last ones recorded, and `motion_concat` on our last segment's
@@ -133,6 +137,7 @@ def test_encodes_and_draw_order(run):
     _check(reference.permute(0, 2, 1, 3, 4), "expected.ref_latent")
 
 
+@slow
 def test_video_and_written_frames(run):
     from hallo_pipeline.hallo3.preprocess import frames_to_uint8
 
@@ -145,3 +150,21 @@ def test_video_and_written_frames(run):
     # Truncation to uint8: float round-off may cross a level boundary on a few pixels (fixture README).
     assert diff.max().item() <= CASE.settings["tolerance"]["expected.frames_u8"]["atol"]
     assert diff.count_nonzero().item() <= 1e-3 * diff.numel(), f"{diff.count_nonzero().item()} pixels differ"
+
+
+def test_audio_features_from_the_wav(hallo3_parity_path):
+    """The case's wav2vec2 states and audio length come out of our audio chain (SPEC §10) from its wav."""
+    from hallo_pipeline.audio.features import AudioEncoder
+    from hallo_pipeline.audio.io import load_audio
+    from hallo_pipeline.hallo3.preprocess import encode_audio
+
+    waveform, rate = load_audio(hallo3_parity_path / CASE.settings["wav"])
+    clip = json.loads((hallo3_parity_path / "tiny_config.json").read_text())["dit"]["num_frames"]
+    features = encode_audio(AudioEncoder.from_models_dir(hallo3_parity_path / "models"), waveform, rate,
+                            segment_frames=clip)
+    assert (features.frames, features.padded_frames) == (
+        CASE.settings["audio_length_frames"], CASE.settings["padded_frames"]
+    )
+    tol = hallo3_case("preprocess").tolerance("expected.hidden_states")  # the same chain, measured there
+    assert_matches(features.hidden_states, CASE.tensors["input.audio_hidden_states"], tol, "audio_hidden_states")
+    assert_matches(features.features, _windows(CASE.tensors["input.audio_hidden_states"]), tol, "windows")
