@@ -168,3 +168,51 @@ def test_audio_features_from_the_wav(hallo3_parity_path):
     tol = hallo3_case("preprocess").tolerance("expected.hidden_states")  # the same chain, measured there
     assert_matches(features.hidden_states, CASE.tensors["input.audio_hidden_states"], tol, "audio_hidden_states")
     assert_matches(features.features, _windows(CASE.tensors["input.audio_hidden_states"]), tol, "windows")
+
+
+@pytest.fixture(scope="module")
+def generator(hallo3_parity_path):
+    from hallo_pipeline.hallo3.config import Hallo3Config
+    from hallo_pipeline.hallo3.pipeline import Hallo3Generator
+    from hallo_pipeline.hallo3.vae import VAEConfig
+
+    sizes = json.loads((hallo3_parity_path / "tiny_config.json").read_text())
+    return Hallo3Generator.from_model_folder(
+        hallo3_parity_path / "models", Hallo3Config.from_dict(sizes), VAEConfig.from_dict(sizes["vae"])
+    )
+
+
+@pytest.fixture(scope="module")
+def prepared(generator, hallo3_parity_path):
+    from safetensors.torch import load_file
+
+    from hallo_pipeline.audio.io import load_audio
+
+    inputs = hallo3_parity_path / "inputs"
+    waveform, rate = load_audio(hallo3_parity_path / CASE.settings["wav"])
+    return generator.prepare(
+        hallo3_parity_path / CASE.settings["image"], waveform, rate, CASE.settings["prompt"],
+        landmarks=load_file(str(inputs / "landmarks.safetensors"))["landmarks"].numpy(),
+        face_embedding=load_file(str(inputs / "face_embedding.safetensors"))["face_embedding"],
+    )
+
+
+def test_generator_prepares_the_cases_inputs(prepared):
+    """The model folder's T5 and wav2vec2, the photo and the stand-ins for the face models give the case's
+    text, audio and identity inputs."""
+    portrait, conditions = prepared
+    _check(conditions.text, "expected.text_c")
+    _check(conditions.face_embedding, "expected.face_emb")
+    assert conditions.frames == CASE.settings["audio_length_frames"]
+    tol = hallo3_case("preprocess").tolerance("expected.windowed")
+    assert_matches(conditions.audio, _windows(CASE.tensors["input.audio_hidden_states"]), tol, "audio windows")
+    assert portrait.square
+
+
+@slow
+def test_generator_makes_the_cases_video(generator, prepared):
+    """The generator's own inputs and loaded parts, the recorded draws replayed: the case's video."""
+    portrait, conditions = prepared
+    segments = generator.generate(conditions, steps=CASE.settings["num_steps"], guidance=CASE.settings["guidance"],
+                                  noise=_replayed_noise())
+    _check(torch.cat([s.frames for s in segments])[None], "expected.video")
