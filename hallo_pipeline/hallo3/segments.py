@@ -142,8 +142,9 @@ def _check(conditions: VideoConditions, settings: LoopSettings) -> None:
     if conditions.frames < 1:
         raise InputError(f"the audio is {conditions.frames} frames long; at least one frame is needed", "audio")
     rows = conditions.audio.shape[0]
-    needed = (segment_count(conditions.frames, settings.stride) - 1) * settings.stride + 1
-    if rows < max(needed, conditions.frames):
+    # Fewer rows than frames cannot be right; more are expected (the release's padding to whole clips, whose
+    # silent rows the last window hears, so they must be passed, not cut).
+    if rows < conditions.frames:
         raise InputError(
             f"the audio features have {rows} rows for {conditions.frames} frames; pass all rows of "
             "encode_audio's features (padded to whole segments)", "audio",
@@ -214,3 +215,5 @@ def generate_segments(
         new = frames[settings.motion_frames :][: conditions.frames - done]
         done += new.shape[0]
         yield SegmentOutput(index, new, concat, window[None], latent, decoded)
+        # Only the motion frames and the window go on to the next segment; the consumer owns the rest.
+        del decoded, frames, new, latent, batch, concat
