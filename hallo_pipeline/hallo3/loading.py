@@ -55,16 +55,22 @@ class Hallo3Models:
 
 
 def load_hallo3_models(
-    files: "Hallo3Files", device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    files: "Hallo3Files",
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    config: Hallo3Config | None = None,
+    vae_config: "VAEConfig | None" = None,
 ) -> Hallo3Models:
     """The DiTs, VAE and T5 of a located folder (`families.locate`), each checked against the config, on
-    `device` in `dtype`."""
+    `device` in `dtype`. `config` / `vae_config` replace what `read_model_config` finds (a folder whose sizes
+    are written elsewhere, e.g. a parity set's `tiny_config.json`)."""
     from .model import load_hallo3_file
     from .text import T5TextEncoder
     from .vae import load_vae
 
     files.require("vae", "t5")
-    config, vae_config = read_model_config(files.weights)
+    found, found_vae = read_model_config(files.weights)
+    config, vae_config = config or found, vae_config or found_vae
     text_encoder = T5TextEncoder(files.t5, device=device, dtype=dtype, length=config.dit.text_length)
     if text_encoder.hidden_size != config.dit.text_hidden_size:
         raise CheckpointError(

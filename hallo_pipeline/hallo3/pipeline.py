@@ -46,21 +46,17 @@ class Hallo3Generator:
         dtype: torch.dtype = torch.float32,
     ) -> "Hallo3Generator":
         """A folder laid out like the Hugging Face repo (SPEC §1): hallo3/latest + its checkpoint,
-        cogvideox-5b-i2v-sat/vae/3d-vae.pt, t5-v1_1-xxl/, wav2vec/wav2vec2-base-960h/, face_analysis/."""
+        cogvideox-5b-i2v-sat/vae/3d-vae.pt, t5-v1_1-xxl/, wav2vec/wav2vec2-base-960h/, face_analysis/. Sizes:
+        `config` / `vae_config`, else the `config.json` beside the weights, else the release's."""
         from ..audio.features import AudioEncoder
-        from .checkpoint import find_weights
-        from .model import load_hallo3_file
-        from .text import T5TextEncoder
-        from .vae import VAE_FILE, load_vae
+        from .family import FAMILY
+        from .loading import load_hallo3_models
 
         root = Path(root)
-        config, vae_config = config or Hallo3Config(), vae_config or VAEConfig()
-        nets = load_hallo3_file(find_weights(root), config, dtype, device)
-        vae = load_vae(root / VAE_FILE, vae_config, device, dtype)
-        text = T5TextEncoder.from_models_dir(root, device=device, dtype=dtype, length=config.dit.text_length)
+        models = load_hallo3_models(FAMILY.locate(root), device, dtype, config, vae_config)
         # wav2vec2 stays float32: its features are small, and the release runs it so.
         audio = AudioEncoder.from_models_dir(root, device=device)
-        return cls(nets, vae, text, audio, config, root)
+        return cls(models.networks, models.vae, models.text_encoder, audio, models.config, root)
 
     @property
     def faces(self):
