@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="isolate the voice first (needs audio_separator/Kim_Vocal_2.onnx)")
     a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     a.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"],
-                   help="precision (auto: fp16 on GPU, fp32 on CPU)")
+                   help="precision (auto: fp32 on CPU; on a GPU the weights' own: fp16 for Hallo, bf16 for Hallo3)")
     a.add_argument("--low-vram", action="store_true",
                    help=f"keep the VAE, ReferenceNet and audio encoder off the GPU while idle{HALLO_ONLY}")
     a.add_argument("--attention", default="auto", choices=ATTENTION_OPTIONS,
@@ -198,7 +198,7 @@ def _animate(args: argparse.Namespace) -> int:
     from .families import family_of, locate
 
     device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
+    resolve_dtype(args.dtype, device)  # a wrong choice fails now; "auto" is the family's to resolve (its weights')
     # Which weights the folder holds, then the user's own files, the folder's other parts and what the weights limit.
     files = locate(args.models, args.variant)
     family = family_of(files.variant)
@@ -221,7 +221,7 @@ def _animate(args: argparse.Namespace) -> int:
     if target.replaces_existing:
         log.info("note: %s exists; it will be replaced once the new video is complete", target.path)
     pipeline = family.load(
-        files, device=device, dtype=dtype, low_vram=args.low_vram, attention=args.attention, compile=args.compile,
+        files, device=device, dtype=args.dtype, low_vram=args.low_vram, attention=args.attention, compile=args.compile,
     )
     log.info("analysing the portrait and encoding the audio")
     out = pipeline.animate(

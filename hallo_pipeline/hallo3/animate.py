@@ -31,10 +31,18 @@ class Hallo3Pipeline:
         self.files, self.generator = files, generator
 
     @classmethod
-    def load(cls, files: Hallo3Files, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
-             ) -> "Hallo3Pipeline":
-        generator = Hallo3Generator.from_model_folder(files.root, device=device, dtype=dtype or torch.float32)
-        return cls(files, generator)
+    def load(cls, files: Hallo3Files, device: str | torch.device | None = None,
+             dtype: str | torch.dtype | None = None) -> "Hallo3Pipeline":
+        """`dtype` None or "auto": bfloat16 on a GPU (the release runs its whole engine in bf16, SPEC §1; float16's
+        narrow range is not what it was trained with), float32 on the CPU."""
+        from ..devices import resolve_device, resolve_dtype
+
+        device = resolve_device(device)
+        if dtype in (None, "auto"):
+            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        dtype = resolve_dtype(dtype, device)
+        log.info("loading %s as %s on %s", files.describe(), str(dtype).removeprefix("torch."), device)
+        return cls(files, Hallo3Generator.from_model_folder(files.root, device=device, dtype=dtype))
 
     @property
     def variant(self) -> str:

@@ -134,14 +134,15 @@ class Hallo3Family:
     def load(
         self,
         files: Hallo3Files,
-        device="cpu",
+        device=None,
         dtype=None,
         low_vram: bool = False,
         attention: str = "auto",
         compile: bool = False,
         **options: Any,
     ) -> Hallo3Pipeline:
-        """The pipeline for these files on `device` in `dtype` (default float32). Hallo's speed-ups (low_vram,
+        """The pipeline for these files on `device` (None: the best there is) in `dtype` (None or "auto": bf16 on
+        a GPU, as the release runs, fp32 on the CPU). Hallo's speed-ups (low_vram,
         attention kernels other than PyTorch's, compile) are refused before anything loads, and so is a
         `placement` (ComfyUI's model management), which only the nodes pass."""
         if options.get("placement") is not None:

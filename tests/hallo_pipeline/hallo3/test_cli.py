@@ -140,3 +140,20 @@ def test_each_refusal_names_the_input_a_front_end_shows() -> None:
         with pytest.raises(InputError) as err:
             refuse_hallo_options(**options)
         assert err.value.input == name and said in str(err.value)
+
+
+def test_auto_precision_is_the_releases_bf16_on_a_gpu(folder, monkeypatch) -> None:
+    import torch
+
+    from hallo_pipeline import devices, families
+    from hallo_pipeline.hallo3 import animate
+
+    seen = []
+    monkeypatch.setattr(animate.Hallo3Generator, "from_model_folder",
+                        classmethod(lambda cls, root, device, dtype: seen.append((device.type, dtype))))
+    files = families.locate(folder, "hallo3")
+    families.load_pipeline(files, device="cpu", dtype="auto")
+    monkeypatch.setattr(devices, "resolve_device", lambda device: torch.device("cuda"))  # no GPU needed to decide
+    families.load_pipeline(files, dtype="auto")
+    families.load_pipeline(files, dtype="fp16")
+    assert seen == [("cpu", torch.float32), ("cuda", torch.bfloat16), ("cuda", torch.float16)]
