@@ -28,6 +28,9 @@ from .config import (
 )
 from .errors import HalloError, HalloWarning
 from .families import AUTO, variant_flags, variant_options, variants_help
+from .hallo3.config import GUIDANCE as HALLO3_GUIDANCE
+from .hallo3.config import STEPS as HALLO3_STEPS
+from .hallo3.family import DEFAULT_PROMPT
 from .signals import Terminated, terminate_as_interrupt
 
 log = logging.getLogger("hallo_pipeline")
@@ -55,6 +58,13 @@ def _range(limit: Limit) -> str:
     return f"{limit.low:g}..{limit.high:g}, default {limit.default:g}"
 
 
+def _family_defaults(hallo: Limit, hallo3: Limit) -> str:
+    return f"{hallo.low:g}..{hallo.high:g}, default {hallo.default:g} for Hallo, {hallo3.default:g} for Hallo3"
+
+
+HALLO_ONLY = "; Hallo only"  # options Hallo3 takes only at their defaults (`hallo3.family.refuse_hallo_options`)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hallo_pipeline", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true",
@@ -69,25 +79,33 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--output", required=True, type=Path,
                    help="the .mp4 to write (written under a temporary name first; must not be the image or the audio)")
     a.add_argument("--models", type=Path, default=Path("models/hallo"), help="model folder in the official layout")
-    a.add_argument("--steps", type=_option(STEPS), default=STEPS.default,
-                   help=f"DDIM steps ({_range(STEPS)})")
-    a.add_argument("--cfg", type=_option(GUIDANCE), default=GUIDANCE.default,
-                   help=f"guidance scale ({_range(GUIDANCE)}); 1 or less: no guidance, half the work")
+    # Default None: the family of the weights fills in its own (`ModelFamily.settings`).
+    a.add_argument("--steps", type=_option(STEPS), default=None,
+                   help=f"sampler steps ({_family_defaults(STEPS, HALLO3_STEPS)})")
+    a.add_argument("--cfg", type=_option(GUIDANCE), default=None,
+                   help=f"guidance scale ({_family_defaults(GUIDANCE, HALLO3_GUIDANCE)}); "
+                   "with Hallo, 1 or less: no guidance, half the work")
+    a.add_argument("--prompt", default=None,
+                   help=f"what the video shows, for Hallo3 (default: {DEFAULT_PROMPT!r}); Hallo and Hallo2 take no "
+                   "prompt and ignore it")
     a.add_argument("--seed", type=_option(SEED), default=SEED.default,
                    help="noise seed (0..2^64-1, default 42); same seed, same frames on any device")
     for region, what in (("pose", "head pose"), ("face", "expression"), ("lip", "the lips")):
         a.add_argument(f"--{region}-weight", type=_option(REGION_WEIGHT), default=1.0,
-                       help=f"strength of the audio on {what} ({_range(REGION_WEIGHT)})")
+                       help=f"strength of the audio on {what} ({_range(REGION_WEIGHT)}){HALLO_ONLY}")
     a.add_argument("--size", type=_option(IMAGE_SIZE), default=IMAGE_SIZE.default,
-                   help=f"working resolution, a multiple of 64 ({_range(IMAGE_SIZE)})")
+                   help=f"working resolution, a multiple of 64 ({_range(IMAGE_SIZE)}){HALLO_ONLY}: Hallo3 works "
+                   "at its weights' 480x720")
     a.add_argument("--clip-length", type=_option(CLIP_LENGTH), default=CLIP_LENGTH.default,
-                   help="frames per clip (default 16, as trained; at most 30 with the released weights)")
+                   help=f"frames per clip (default 16, as trained; at most 30 with the released weights){HALLO_ONLY}")
     a.add_argument("--face-expand-ratio", type=_option(FACE_EXPAND_RATIO),
                    default=FACE_EXPAND_RATIO.default, help=f"face box enlargement ({_range(FACE_EXPAND_RATIO)})")
     a.add_argument("--framing", default="crop", choices=FRAMING_OPTIONS,
                    help="crop (default): animate a square around the face and paste it back into the whole photo, "
                    "so the video has the photo's size; stretch: squeeze the whole photo into a --size square and "
-                   "write those square frames, as the original release does")
+                   "write those square frames, as the original release does. The framing options (this, --crop-scale, "
+                   "--max-side, --feather, --no-color-match) apply to Hallo only: Hallo3 scales and centre-crops the "
+                   "photo to 720x480 as its release does (a square photo gives 480x480)")
     a.add_argument("--crop-scale", type=_option(CROP_SCALE), default=CROP_SCALE.default,
                    help=f"side of the square around the face, in face heights ({_range(CROP_SCALE)}: "
                    "head, hair and neck)")
@@ -107,15 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="isolate the voice first (needs audio_separator/Kim_Vocal_2.onnx)")
     a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     a.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"],
-                   help="precision (auto: fp16 on GPU, fp32 on CPU)")
+                   help="precision (auto: fp32 on CPU; on a GPU the weights' own: fp16 for Hallo, bf16 for Hallo3)")
     a.add_argument("--low-vram", action="store_true",
-                   help="keep the VAE, ReferenceNet and audio encoder off the GPU while idle")
+                   help=f"keep the VAE, ReferenceNet and audio encoder off the GPU while idle{HALLO_ONLY}")
     a.add_argument("--attention", default="auto", choices=ATTENTION_OPTIONS,
                    help="attention kernel: auto/sdpa = PyTorch's scaled_dot_product_attention; "
                    "flash = FlashAttention-3 "
-                   "or -2, sage = SageAttention (both need their package, a CUDA GPU and fp16/bf16)")
+                   "or -2, sage = SageAttention (both need their package, a CUDA GPU and fp16/bf16; Hallo only)")
     a.add_argument("--compile", action="store_true",
-                   help="torch.compile the denoising UNet; the first denoising step pays the compile time")
+                   help=f"torch.compile the denoising UNet; the first denoising step pays the compile time{HALLO_ONLY}")
 
     t = sub.add_parser("make-tiny-models",
                        help="write a complete model folder with tiny random weights "
@@ -180,30 +198,36 @@ def _animate(args: argparse.Namespace) -> int:
     from .families import family_of, locate
 
     device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
+    resolve_dtype(args.dtype, device)  # a wrong choice fails now; "auto" is the family's to resolve (its weights')
     # Which weights the folder holds, then the user's own files, the folder's other parts and what the weights limit.
     files = locate(args.models, args.variant)
     family = family_of(files.variant)
     framing = {"framing": args.framing, "crop_scale": args.crop_scale}
     pasted = {"feather": args.feather, "color_match": args.color_match, "max_side": args.max_side}
+    prompt = {}
+    if family.text_prompt:
+        prompt = {"prompt": DEFAULT_PROMPT if args.prompt is None else args.prompt}
+    elif args.prompt is not None:
+        log.info("note: %s weights take no text prompt; --prompt is ignored", family.name)
     target = family.check_inputs(
         files, args.image, args.audio, args.output, image_size=args.size, face_expand_ratio=args.face_expand_ratio,
-        separate_vocals=args.separate_vocals, **framing, paste_options=pasted,
+        separate_vocals=args.separate_vocals, **framing, paste_options=pasted, **prompt,
     )
+    chosen = {"steps": args.steps, "guidance_scale": args.cfg}  # None: the family's default
     settings = family.settings(
-        files, steps=args.steps, guidance_scale=args.cfg, seed=args.seed, clip_length=args.clip_length,
+        files, **{k: v for k, v in chosen.items() if v is not None}, seed=args.seed, clip_length=args.clip_length,
         weights=RegionWeights(pose=args.pose_weight, face=args.face_weight, lip=args.lip_weight),
     )
     if target.replaces_existing:
         log.info("note: %s exists; it will be replaced once the new video is complete", target.path)
     pipeline = family.load(
-        files, device=device, dtype=dtype, low_vram=args.low_vram, attention=args.attention, compile=args.compile,
+        files, device=device, dtype=args.dtype, low_vram=args.low_vram, attention=args.attention, compile=args.compile,
     )
     log.info("analysing the portrait and encoding the audio")
     out = pipeline.animate(
         args.image, args.audio, target.path, settings, image_size=args.size,
         face_expand_ratio=args.face_expand_ratio, separate_vocals=args.separate_vocals, progress=_ProgressBar(),
-        **framing, **pasted,
+        **framing, **pasted, **prompt,
     )
     print(f"wrote {out}")
     return 0

@@ -36,6 +36,8 @@ class ModelFamily(Protocol):
     modes: tuple[str, ...]
     # Command-line shorthands: `--<variant>` -> its help (e.g. `--hallo2` for `--variant hallo2`).
     flags: Mapping[str, str]
+    # Whether its runs take a text prompt: `check_inputs` and the pipeline's `animate` then take `prompt=`.
+    text_prompt: bool
 
     def locate(self, root: Path, variant: str = AUTO) -> ModelFolder:
         """The family's weights of `variant` ("auto": its first variant present) in an existing folder, or a

@@ -23,6 +23,7 @@ class HalloFamily:
     # The sampling modes of `HalloPipeline` (`settings`, `encode_audio`) besides "auto", which follows the weights.
     modes = ("hallo", "hallo2")
     flags = {"hallo2": "long-video mode with hallo2/net.pth (60 s audio chunks, motion-frame drop)"}
+    text_prompt = False
 
     def locate(self, root: Path, variant: str = "auto") -> ModelFiles:
         from .model_files import locate

@@ -16,6 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..config import GUIDANCE as _SHARED_GUIDANCE
+from ..config import Limit
+
+# The user's settings of a run (the shared `config.Limit`s with Hallo3's defaults), here so that checking a run
+# imports no torch. 1000: the training schedule's timesteps (`sampler.TRAIN_TIMESTEPS`).
+STEPS = Limit("steps", 50, 1, 1000, True, "Hallo3 uses 50 steps (the schedule has 1000 timesteps)")
+# Hard-coded in the release (its configured "dynamic CFG" is overwritten: QUIRK, SPEC §8).
+GUIDANCE = Limit("cfg", 3.5, _SHARED_GUIDANCE.low, _SHARED_GUIDANCE.high, False, "Hallo3 uses 3.5")
+
 
 @dataclass(frozen=True)
 class DiTConfig:

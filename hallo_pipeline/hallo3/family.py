@@ -1,19 +1,43 @@
-"""The Hallo3 family as the seam (`hallo_pipeline.families`) sees it: its folder layout (`SPEC-HALLO3.md` §1)
-is found and checked; generating with it is not wired into a pipeline yet (issue #13), which every run says.
+"""The Hallo3 family as the seam (`hallo_pipeline.families`) sees it: its folder layout (`SPEC-HALLO3.md` §1),
+the checks and settings of a run, and its pipeline (`animate.Hallo3Pipeline`).
 
-Cheap to import: the checkpoint reader is imported when a folder is looked at.
+Hallo3 honours fewer of the shared options than Hallo: it works at its weights' own size with the release's
+geometry (SPEC §9.3: a photo is scaled and centre-cropped to 480 x 720; a square one is padded and cropped
+back), in segments whose length the weights fix, with one audio strength. Hallo's options for these (image
+size, clip length, region weights, framing and paste-back) are refused when set to anything but their
+defaults, so a run never silently differs from what was asked.
+
+Cheap to import: the checkpoint reader, the networks and the pipeline are imported when a method needs them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
+from ..config import (
+    CLIP_LENGTH,
+    CROP_SCALE,
+    FACE_EXPAND_RATIO,
+    FEATHER,
+    IMAGE_SIZE,
+    MAX_SIDE,
+    SEED,
+    RegionWeights,
+)
 from ..errors import InputError
 from ..model_folder import ModelFolder
+from .config import GUIDANCE, STEPS
+
+if TYPE_CHECKING:
+    from ..video import OutputPlan
+    from .animate import Hallo3Pipeline
 
 SOURCE_REPO = "fudan-generative-ai/hallo3"
+# A plain description of a talking head, in the style of the release's example prompts; the prompt steers the
+# scene and motion (SPEC §8), so a user with a particular video in mind should write their own.
+DEFAULT_PROMPT = "A person is talking to the camera, with natural head movements and facial expressions."
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,7 @@ class Hallo3Family:
     variants = {"hallo3": "hallo3/latest + hallo3/<iteration>/mp_rank_00_model_states.pt (or .safetensors)"}
     modes: tuple[str, ...] = ()
     flags: dict[str, str] = {}
+    text_prompt = True
 
     def locate(self, root: Path, variant: str = "auto") -> Hallo3Files:
         from .checkpoint import find_weights
@@ -63,22 +88,155 @@ class Hallo3Family:
     def required_parts(self, separate_vocals: bool = False) -> list[str]:
         return ["vae", "t5", "face_models", "wav2vec", *(["vocal_separator"] if separate_vocals else [])]
 
-    def check_inputs(self, files: Hallo3Files | None, image, audio, output, **options: Any) -> NoReturn:
-        self._not_wired(files)
+    def check_inputs(
+        self,
+        files: Hallo3Files | None,
+        image,
+        audio,
+        output,
+        *,
+        prompt: str = DEFAULT_PROMPT,
+        face_expand_ratio: float | None = None,
+        separate_vocals: bool = False,
+        **hallo_options: Any,
+    ) -> OutputPlan:
+        """Every check of an `animate` run that needs no model: the photo and the audio, the prompt, the
+        options (Hallo's are refused unless at their defaults), the output, the folder's parts."""
+        from ..face.images import check_image_file
+        from ..video import check_output_path
 
-    def settings(self, files: Hallo3Files, mode: str = "auto", **settings: Any) -> NoReturn:
-        self._not_wired(files)
+        inputs = {}
+        if isinstance(image, (str, Path)):
+            inputs["image"] = check_image_file(image)
+        if isinstance(audio, (str, Path)):
+            inputs["audio"] = _existing_file(audio, "audio", "a speech recording (wav, mp3, m4a, ...)")
+        elif not (isinstance(audio, tuple) and len(audio) == 2):
+            raise InputError("audio must be a file path or a (waveform, sample_rate) pair", "audio")
+        check_prompt(prompt)
+        if face_expand_ratio is not None:
+            FACE_EXPAND_RATIO.check(face_expand_ratio)
+        refuse_hallo_options(**hallo_options)
+        plan = check_output_path(output, inputs)
+        if files is not None:
+            files.require(*self.required_parts(separate_vocals))
+        return plan
 
-    def load(self, files: Hallo3Files, **options: Any) -> NoReturn:
-        self._not_wired(files)
+    def settings(self, files: Hallo3Files | None = None, mode: str = "auto", **settings: Any) -> Hallo3Settings:
+        """The run's checked `Hallo3Settings`: steps, guidance_scale (cfg) and seed; None takes the default.
+        Hallo's clip_length and weights are refused unless at their defaults. Reads no files."""
+        if mode != "auto":
+            raise InputError(f"mode {mode!r} is Hallo's; Hallo3 has one sampling loop, so use mode 'auto'", "mode")
+        own = {k: settings.pop(k) for k in ("steps", "guidance_scale", "seed") if settings.get(k) is not None}
+        settings = {k: v for k, v in settings.items() if k not in ("steps", "guidance_scale", "seed")}
+        refuse_hallo_options(**settings)
+        return Hallo3Settings(**own)
 
-    @staticmethod
-    def _not_wired(files: Hallo3Files | None) -> NoReturn:
-        found = f" ({files.describe()})" if files is not None else ""
+    def load(
+        self,
+        files: Hallo3Files,
+        device=None,
+        dtype=None,
+        low_vram: bool = False,
+        attention: str = "auto",
+        compile: bool = False,
+        **options: Any,
+    ) -> Hallo3Pipeline:
+        """The pipeline for these files on `device` (None: the best there is) in `dtype` (None or "auto": bf16 on
+        a GPU, as the release runs, fp32 on the CPU). Hallo's speed-ups (low_vram,
+        attention kernels other than PyTorch's, compile) are refused before anything loads, and so is a
+        `placement` (ComfyUI's model management), which only the nodes pass."""
+        if options.get("placement") is not None:
+            raise InputError(
+                f"variant 'hallo3' ({files.describe()}): Hallo3 is not wired into the ComfyUI nodes yet (issue #13); "
+                "generate with the command line for now: python -m hallo_pipeline animate --variant hallo3 ...",
+                "variant",
+            )
+        refused = []
+        if low_vram:
+            refused.append("low_vram (Hallo3 keeps every network on the device)")
+        if attention not in ("auto", "sdpa"):
+            refused.append(f"attention={attention!r} (Hallo3 runs PyTorch's scaled_dot_product_attention: use "
+                           "auto or sdpa)")
+        if compile:
+            refused.append("compile (not wired for Hallo3's DiT yet)")
+        if refused:
+            raise InputError(f"Hallo3 cannot honour {'; '.join(refused)}; these apply to Hallo only",
+                             refused[0].split(" ", 1)[0].split("=", 1)[0])
+        from .animate import Hallo3Pipeline
+
+        return Hallo3Pipeline.load(files, device=device, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class Hallo3Settings:
+    """The one owner of a Hallo3 run's settings; every value is checked when it is made."""
+
+    steps: int = STEPS.default
+    guidance_scale: float = GUIDANCE.default
+    seed: int = SEED.default
+
+    def __post_init__(self) -> None:
+        STEPS.check(self.steps)
+        GUIDANCE.check(self.guidance_scale, "cfg")
+        SEED.check(self.seed)
+
+
+def check_prompt(prompt: Any) -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
         raise InputError(
-            f"variant 'hallo3'{found}: generating with Hallo3 is not wired into the pipeline yet (issue #13); "
-            "for now, pick a model folder with Hallo or Hallo2 weights", "variant",
+            f"prompt must be a text that describes the video (Hallo3 is steered by it), got {prompt!r}; e.g. "
+            f"{DEFAULT_PROMPT!r}", "prompt",
         )
+    return prompt
+
+
+# Hallo's options and the values that mean "not set"; Hallo3 has nothing that does what they do.
+_GEOMETRY = ("Hallo3 scales and centre-crops the photo to its weights' working size as the release does "
+             "(480 x 720; a square photo is padded and the video cropped back to a square), so framing options "
+             "apply to Hallo only")
+HALLO_ONLY: dict[str, tuple[Any, str]] = {
+    "image_size": (IMAGE_SIZE.default, "Hallo3 works at its weights' own size (480 x 720 for the release)"),
+    "clip_length": (CLIP_LENGTH.default, "Hallo3's segments are 49 frames, fixed by its weights"),
+    "weights": (RegionWeights(), "Hallo3 has no per-region audio strengths"),
+    "framing": ("crop", _GEOMETRY),
+    "crop_scale": (CROP_SCALE.default, _GEOMETRY),
+    "max_side": (MAX_SIDE.default, _GEOMETRY),
+    "feather": (FEATHER.default, _GEOMETRY),
+    "color_match": (True, _GEOMETRY),
+    "face_options": (None, "Hallo3 finds the face with its own defaults"),
+}
+
+
+def refuse_hallo_options(paste_options: dict | None = None, **options: Any) -> None:
+    """An `InputError` naming every Hallo-only option set to anything but its default, and why; unknown names
+    are refused too (a misspelt option must not be ignored)."""
+    options.update(paste_options or {})
+    unknown = sorted(set(options) - set(HALLO_ONLY))
+    if unknown:
+        raise InputError(f"unknown options {unknown} for Hallo3; it takes {sorted(HALLO_ONLY)} only at their "
+                         "defaults", unknown[0])
+    refused: dict[str, list[str]] = {}
+    for name, value in options.items():
+        default, why = HALLO_ONLY[name]
+        if name == "weights" and isinstance(value, RegionWeights):
+            changed = [f"{region}_weight={getattr(value, region):g}" for region in ("pose", "face", "lip")
+                       if getattr(value, region) != getattr(default, region)]
+        else:
+            changed = [f"{name}={value!r}"] if value != default and not (name == "face_options" and not value) else []
+        if changed:
+            refused.setdefault(why, []).extend(changed)
+    if refused:
+        said = "; ".join(f"{', '.join(names)}: {why}" for why, names in refused.items())
+        first = next(iter(refused.values()))[0].split("=", 1)[0]
+        raise InputError(f"Hallo3 cannot honour {said}. Leave them at their defaults, or use Hallo weights", first)
+
+
+def _existing_file(path: str | Path, name: str, what: str) -> Path:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        reason = "is a folder" if path.is_dir() else "does not exist"
+        raise InputError(f"{name} {str(path)!r} {reason}; give the path of {what}", name)
+    return path
 
 
 FAMILY = Hallo3Family()

@@ -6,7 +6,8 @@ and the segment loop (§11).
     for segment in generator.generate(conditions, seed=42):
         write(frames_to_uint8(segment.frames, square=portrait.square))
 
-Not yet wired into the families seam, the CLI or the nodes (issue #13): those build on this object.
+`animate.Hallo3Pipeline` (what the families seam loads, and the command line runs) builds on this object; the
+nodes do not yet (issue #13).
 """
 
 from __future__ import annotations

@@ -29,15 +29,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..config import Limit
 from ..errors import InputError
+from .config import GUIDANCE, STEPS
 from .noise import NoiseSource
 
 TRAIN_TIMESTEPS = 1000
 BETA_START, BETA_END = 0.00085, 0.012  # "scaled linear": linear in sqrt(beta)
-STEPS = Limit("steps", 50, 1, TRAIN_TIMESTEPS, True, "Hallo3 uses 50 steps (the schedule has 1000 timesteps)")
-# Hard-coded in the release (its configured "dynamic CFG" is overwritten: QUIRK, SPEC §8).
-GUIDANCE_SCALE = 3.5
+GUIDANCE_SCALE = GUIDANCE.default
 
 
 def train_betas() -> torch.Tensor:

@@ -137,6 +137,30 @@ def test_attention_and_compile_reach_the_pipeline(tiny_model_folder, portrait_pa
     assert (seen["attention"], seen["compile"]) == ("sage", True)
 
 
+def test_hallo_keeps_its_own_defaults_and_ignores_a_prompt(tiny_model_folder, portrait_path, tmp_path, monkeypatch,
+                                                            capsys) -> None:
+    """--steps and --cfg left out: the family of the weights fills them in (Hallo: 40 and 3.5); a --prompt is
+    noted as ignored and never reaches Hallo's pipeline."""
+    from hallo_pipeline.hallo.pipeline import HalloPipeline
+
+    seen = {}
+
+    class Recorder:
+        def animate(self, image, audio, output, settings, **options):
+            seen.update(settings=settings, **options)
+            return output
+
+    monkeypatch.setattr(HalloPipeline, "load", lambda *args, **kwargs: Recorder())
+    audio = _wav(tmp_path / "speech.wav", 0.3)
+    common = ["animate", "--image", str(portrait_path), "--audio", str(audio), "--output", str(tmp_path / "o.mp4"),
+              "--models", str(tiny_model_folder)]
+    assert main([*common, "--prompt", "A man talking"]) == 0
+    assert (seen["settings"].steps, seen["settings"].guidance_scale) == (40, 3.5) and "prompt" not in seen
+    assert "Hallo weights take no text prompt; --prompt is ignored" in capsys.readouterr().err
+    assert main([*common, "--steps", "7", "--cfg", "2"]) == 0
+    assert (seen["settings"].steps, seen["settings"].guidance_scale) == (7, 2.0)
+
+
 def test_attention_flash_on_the_cpu_says_what_to_use(tiny_model_folder, portrait_path, tmp_path, capsys) -> None:
     audio = _wav(tmp_path / "speech.wav", 0.3)
     rc = main(["animate", "--image", str(portrait_path), "--audio", str(audio), "--output", str(tmp_path / "o.mp4"),

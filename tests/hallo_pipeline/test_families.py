@@ -69,21 +69,27 @@ def test_an_unknown_variant_names_the_choices(tmp_path) -> None:
     assert err.value.input == "variant"
 
 
-def test_hallo3_is_detected_but_says_it_cannot_generate_yet(tmp_path) -> None:
+def test_hallo3_checks_a_run_without_loading_and_refuses_the_nodes_for_now(tmp_path) -> None:
     weights = _hallo3(tmp_path)
     files = families.locate(tmp_path)
     family = families.family_of(files.variant)
-    with pytest.raises(InputError, match=r"variant 'hallo3' \(Hallo3 weights .*\): generating with Hallo3 is not "
-                                         r"wired into the pipeline yet \(issue #13\)") as err:
-        families.load_pipeline(tmp_path, device="cpu")
-    assert err.value.input == "variant" and str(weights) in str(err.value)
-    for call in (lambda: family.check_inputs(files, "face.png", "speech.wav", "out.mp4"),
-                 lambda: family.settings(files, steps=1)):
-        with pytest.raises(InputError, match="issue #13"):
-            call()
+    assert family.text_prompt and not families.family_of("hallo").text_prompt
+    settings = family.settings(files)
+    assert (settings.steps, settings.guidance_scale, settings.seed) == (50, 3.5, 42)  # the release's
+    assert family.settings(files, steps=3, guidance_scale=None).steps == 3  # None: the family's default
+    with pytest.raises(InputError, match="steps 0 is out of range") as err:
+        family.settings(files, steps=0)
+    assert err.value.input == "steps"
+    photo = _write(tmp_path / "face.png", (REPO / "tests" / "data" / "portrait.png").read_bytes())
+    speech = _write(tmp_path / "speech.wav")
     with pytest.raises(CheckpointError, match=r"is incomplete; missing: .*3d-vae\.pt.*t5-v1_1-xxl.*"
                                               r"fudan-generative-ai/hallo3"):
-        files.require(*family.required_parts())
+        family.check_inputs(files, photo, speech, tmp_path / "out.mp4")
+    # The nodes pass ComfyUI's placement: they get a clear refusal, not a half-working pipeline.
+    with pytest.raises(InputError, match=r"variant 'hallo3' \(Hallo3 weights .*\): Hallo3 is not wired into the "
+                                         r"ComfyUI nodes yet \(issue #13\)") as err:
+        families.load_pipeline(tmp_path, device="cpu", placement=object())
+    assert err.value.input == "variant" and str(weights) in str(err.value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +107,7 @@ class _FakeFamily:
     variants = {"fake": "fake/weights.bin"}
     modes = ("fake_loop",)
     flags = {"fake": "the fake family"}
+    text_prompt = False
 
     def locate(self, root, variant="auto"):
         if not (root / "fake" / "weights.bin").is_file():

@@ -100,6 +100,6 @@ def test_a_hallo3_folder_is_listed_and_says_it_cannot_generate_yet(tmp_path) -> 
         assert "hallo/h3" in {i.id: i for i in loader.define_schema().inputs}["model_folder"].options
         with pytest.raises(env.module("hallo_pipeline.errors").InputError,
                            match=r"HalloModelLoader input 'variant': variant 'hallo3' \(Hallo3 weights .*\): "
-                                 r"generating with Hallo3 is not wired into the pipeline yet \(issue #13\)"):
+                                 r"Hallo3 is not wired into the ComfyUI nodes yet \(issue #13\)"):
             loader.execute(model_folder="hallo/h3", variant="auto", precision="auto", device="auto", attention="auto")
 

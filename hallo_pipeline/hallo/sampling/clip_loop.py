@@ -17,6 +17,7 @@ import torch
 from ...config import CLIP_LENGTH, GUIDANCE, SEED, STEPS, RegionWeights
 from ...devices import Placement
 from ...errors import Cancelled, InputError
+from ...progress import Progress  # shared by the families (hallo_pipeline.progress)
 from ..config import MotionModuleConfig
 from ..models import HalloNet
 from ..vae import LatentCodec
@@ -79,16 +80,6 @@ class MotionContext:
 
     next_clip: int = 0
     frames: torch.Tensor | None = None  # (2, 3, H, W) last two decoded frames in [0, 1], on the CPU
-
-
-@dataclass(frozen=True)
-class Progress:
-    clip: int  # index of the clip being sampled (absolute)
-    clips: int  # clips in this run
-    step: int  # steps done in this clip (1..steps)
-    steps: int
-    done: int  # steps done in this run
-    total: int  # steps in this run
 
 
 @dataclass

@@ -1,0 +1,159 @@
+"""`python -m hallo_pipeline animate --variant hallo3`, run in-process on a tiny Hallo3 folder as a user would."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from hallo_pipeline.cli import main
+from hallo_pipeline.video import read_video_info
+from tests.conftest import ASTRONAUT, astronaut, mediapipe_face_models_or_skip
+from tests.media import write_wav
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    for module in ("onnx", "sentencepiece", "insightface"):
+        pytest.importorskip(module)
+    mediapipe_face_models_or_skip()
+    from hallo_pipeline.hallo3.tiny_models import make_tiny_models_hallo3
+
+    return make_tiny_models_hallo3(tmp_path_factory.mktemp("h3cli") / "hallo3-tiny", seed=1)
+
+
+@pytest.fixture(scope="module")
+def working_size(folder):
+    """(H, W) the tiny weights work at, from the folder's own config (never a constant here)."""
+    from hallo_pipeline import families
+    from hallo_pipeline.hallo3.loading import read_model_config
+
+    config, _ = read_model_config(families.locate(folder, "hallo3").weights)
+    return tuple(config.segment.image_size)
+
+
+def _animate(folder, image, audio, output, *options: str) -> int:
+    return main(["animate", "--variant", "hallo3", "--models", str(folder), "--image", str(image),
+                 "--audio", str(audio), "--output", str(output), *options])
+
+
+def _check_video(path, seconds: float, size: tuple[int, int]) -> dict:
+    info = read_video_info(path)
+    assert (info["video_codec"], info["audio_codec"], info["fps"]) == ("h264", "aac", 25)
+    assert info["frames"] == math.ceil(seconds * 25)
+    assert (info["width"], info["height"]) == size
+    # The original audio, cut to the video (ceil(seconds * 25) / 25 >= seconds: all of it); AAC pads its last frame.
+    assert seconds <= info["audio_seconds"] <= seconds + 1024 / info["sample_rate"] + 1e-6
+    return info
+
+
+def test_a_square_photo_gives_square_frames_with_the_audio_and_progress(folder, working_size, tmp_path,
+                                                                        capsys) -> None:
+    """The release pads a square photo to the working size and crops the frames back (SPEC §9.3)."""
+    seconds = 0.7  # 17.5 -> 18 frames, fewer than one segment
+    audio = write_wav(tmp_path / "speech.wav", seconds)
+    out = tmp_path / "talking.mp4"
+    assert _animate(folder, ASTRONAUT, audio, out, "--steps", "2", "--seed", "7") == 0  # the default prompt
+    height, _ = working_size
+    _check_video(out, seconds, (height, height))
+    err = capsys.readouterr().err
+    assert "clip 1/1  step 1/2  [1/2]" in err and "step 2/2  [2/2]" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav", "talking.mp4"]  # no partial file left
+
+
+def test_a_wide_photo_fills_the_working_size_over_two_segments(folder, working_size, tmp_path, capsys) -> None:
+    """A 3:2 window of the photo is scaled to cover the working size; audio past one segment takes two."""
+    from PIL import Image
+
+    photo = tmp_path / "wide.png"
+    Image.fromarray(astronaut(0, 0, 340, 510)).save(photo)
+    seconds = 2.0  # 50 frames: more than one segment's new frames in the tiny and the released config
+    audio = write_wav(tmp_path / "speech.wav", seconds, channels=1)
+    out = tmp_path / "wide.mp4"
+    assert _animate(folder, photo, audio, out, "--steps", "1", "--prompt", "An astronaut", "--cfg", "2") == 0
+    height, width = working_size
+    _check_video(out, seconds, (width, height))
+    assert "clip 2/2  step 1/1  [2/2]" in capsys.readouterr().err
+
+
+def test_the_family_fills_in_its_defaults(folder, tmp_path, monkeypatch) -> None:
+    """No --steps, --cfg or --prompt: Hallo3's own 50 steps, cfg 3.5 and a talking-head prompt reach the run."""
+    from hallo_pipeline.hallo3 import animate
+    from hallo_pipeline.hallo3.family import DEFAULT_PROMPT
+
+    seen = {}
+
+    class Recorder:
+        def animate(self, image, audio, output, settings, **options):
+            seen.update(settings=settings, **options)
+            return output
+
+    monkeypatch.setattr(animate.Hallo3Pipeline, "load", classmethod(lambda cls, files, **kw: Recorder()))
+    audio = write_wav(tmp_path / "speech.wav", 0.2)
+    assert _animate(folder, ASTRONAUT, audio, tmp_path / "out.mp4") == 0
+    assert (seen["settings"].steps, seen["settings"].guidance_scale, seen["settings"].seed) == (50, 3.5, 42)
+    assert seen["prompt"] == DEFAULT_PROMPT
+
+
+BAD = {  # options -> what the message must say (the option as the library names it, and why)
+    "clip-length": (["--clip-length", "8"], ["clip_length=8", "segments are 49 frames"]),
+    "region-weight": (["--lip-weight", "1.5"], ["lip_weight=1.5", "no per-region audio strengths"]),
+    "framing": (["--framing", "stretch", "--feather", "0.1"],
+                ["framing='stretch', feather=0.1", "framing options apply to Hallo only"]),
+    "size": (["--size", "256"], ["image_size=256", "own size"]),
+    "empty-prompt": (["--prompt", "  "], ["prompt must be a text"]),
+    "low-vram": (["--low-vram"], ["low_vram", "apply to Hallo only"]),
+    "attention": (["--attention", "sage"], ["attention='sage'", "scaled_dot_product_attention"]),
+}
+
+
+@pytest.mark.parametrize("options, said", BAD.values(), ids=BAD.keys())
+def test_options_hallo3_cannot_honour_stop_before_the_weights_load(folder, tmp_path, monkeypatch, capsys, options,
+                                                                   said) -> None:
+    from hallo_pipeline.hallo3 import animate
+
+    def no_loading(cls, files, **kw):
+        raise AssertionError("the weights were loaded before the options were checked")
+
+    monkeypatch.setattr(animate.Hallo3Pipeline, "load", classmethod(no_loading))
+    audio = write_wav(tmp_path / "speech.wav", 0.2)
+    assert _animate(folder, ASTRONAUT, audio, tmp_path / "out.mp4", *options) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert all(part in err for part in said), err
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_each_refusal_names_the_input_a_front_end_shows() -> None:
+    from hallo_pipeline.config import RegionWeights
+    from hallo_pipeline.errors import InputError
+    from hallo_pipeline.hallo3.family import refuse_hallo_options
+
+    refuse_hallo_options(image_size=512, clip_length=16, weights=RegionWeights(), framing="crop",
+                         paste_options={"feather": 0.05, "color_match": True, "max_side": 0})  # defaults: fine
+    for options, name, said in (
+        ({"weights": RegionWeights(face=0.5, lip=2)}, "face_weight", "face_weight=0.5, lip_weight=2:"),
+        ({"paste_options": {"max_side": 640}}, "max_side", "max_side=640: Hallo3 scales and centre-crops"),
+        ({"clip_length": 8, "framing": "stretch"}, "clip_length", "clip_length=8: "),
+        ({"clip_lenght": 8}, "clip_lenght", "unknown options ['clip_lenght']"),
+    ):
+        with pytest.raises(InputError) as err:
+            refuse_hallo_options(**options)
+        assert err.value.input == name and said in str(err.value)
+
+
+def test_auto_precision_is_the_releases_bf16_on_a_gpu(folder, monkeypatch) -> None:
+    import torch
+
+    from hallo_pipeline import devices, families
+    from hallo_pipeline.hallo3 import animate
+
+    seen = []
+    monkeypatch.setattr(animate.Hallo3Generator, "from_model_folder",
+                        classmethod(lambda cls, root, device, dtype: seen.append((device.type, dtype))))
+    files = families.locate(folder, "hallo3")
+    families.load_pipeline(files, device="cpu", dtype="auto")
+    monkeypatch.setattr(devices, "resolve_device", lambda device: torch.device("cuda"))  # no GPU needed to decide
+    families.load_pipeline(files, dtype="auto")
+    families.load_pipeline(files, dtype="fp16")
+    assert seen == [("cpu", torch.float32), ("cuda", torch.bfloat16), ("cuda", torch.float16)]
