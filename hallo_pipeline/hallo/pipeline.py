@@ -410,19 +410,13 @@ def check_animate_inputs(
     input, the sizes and framing options are in range, and the model folder has every part the run
     will need. `paste_options` are `framing.PasteBack`'s (feather, color_match, max_side).
     Returns the output plan (`video.OutputPlan`: the final path, and whether it replaces a file)."""
-    from ..face.images import check_image_file
     from ..face.landmarks import check_multiple_faces_option
     from ..framing import check_framing_mode, check_paste_options
+    from ..inputs import check_user_files
     from ..video import check_output_path
     from .masks import check_image_size
 
-    inputs = {}
-    if isinstance(image, (str, Path)):
-        inputs["image"] = check_image_file(image)
-    if isinstance(audio, (str, Path)):
-        inputs["audio"] = _existing_file(audio, "audio", "a speech recording (wav, mp3, m4a, ...)")
-    elif not (isinstance(audio, tuple) and len(audio) == 2):
-        raise InputError("audio must be a file path or a (waveform, sample_rate) pair", "audio")
+    inputs = check_user_files(image, audio)
     if image_size is not None:
         IMAGE_SIZE.check(check_image_size(image_size))
     if face_expand_ratio is not None:
@@ -448,11 +442,3 @@ def check_animate_inputs(
 def required_parts(separate_vocals: bool = False) -> list[str]:
     """The parts of a model folder (`ModelFiles.require`) a whole `animate` run reads."""
     return ["vae", "face_models", "wav2vec", *(["vocal_separator"] if separate_vocals else [])]
-
-
-def _existing_file(path: str | Path, name: str, what: str) -> Path:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        reason = "is a folder" if path.is_dir() else "does not exist"
-        raise InputError(f"{name} {str(path)!r} {reason}; give the path of {what}", name)
-    return path

@@ -102,16 +102,10 @@ class Hallo3Family:
     ) -> OutputPlan:
         """Every check of an `animate` run that needs no model: the photo and the audio, the prompt, the
         options (Hallo's are refused unless at their defaults), the output, the folder's parts."""
-        from ..face.images import check_image_file
+        from ..inputs import check_user_files
         from ..video import check_output_path
 
-        inputs = {}
-        if isinstance(image, (str, Path)):
-            inputs["image"] = check_image_file(image)
-        if isinstance(audio, (str, Path)):
-            inputs["audio"] = _existing_file(audio, "audio", "a speech recording (wav, mp3, m4a, ...)")
-        elif not (isinstance(audio, tuple) and len(audio) == 2):
-            raise InputError("audio must be a file path or a (waveform, sample_rate) pair", "audio")
+        inputs = check_user_files(image, audio)
         check_prompt(prompt)
         if face_expand_ratio is not None:
             FACE_EXPAND_RATIO.check(face_expand_ratio)
@@ -229,14 +223,6 @@ def refuse_hallo_options(paste_options: dict | None = None, **options: Any) -> N
         said = "; ".join(f"{', '.join(names)}: {why}" for why, names in refused.items())
         first = next(iter(refused.values()))[0].split("=", 1)[0]
         raise InputError(f"Hallo3 cannot honour {said}. Leave them at their defaults, or use Hallo weights", first)
-
-
-def _existing_file(path: str | Path, name: str, what: str) -> Path:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        reason = "is a folder" if path.is_dir() else "does not exist"
-        raise InputError(f"{name} {str(path)!r} {reason}; give the path of {what}", name)
-    return path
 
 
 FAMILY = Hallo3Family()

@@ -31,3 +31,20 @@ def comfy_with_models(tmp_path, tiny_models):
     (models / "hallo").symlink_to(tiny_models, target_is_directory=True)
     with comfy_env(models) as env:
         yield env
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, tiny_models):
+    """`comfy_with_models` once per test module (preprocessing and output nodes keep no state between calls)."""
+    models = tmp_path_factory.mktemp("comfy") / "models"
+    models.mkdir()
+    (models / "hallo").symlink_to(tiny_models, target_is_directory=True)
+    with comfy_env(models) as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def run(env):
+    """run(node_id, **inputs) -> the node's outputs, as ComfyUI executes a node."""
+    nodes = env.nodes()
+    return lambda node_id, **inputs: nodes[node_id].execute(**inputs).args

@@ -11,24 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import astronaut
-from tests.nodes.comfy_env import comfy_env
 
 SIZE = 128
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory, tiny_models):
-    models = tmp_path_factory.mktemp("comfy") / "models"
-    models.mkdir()
-    (models / "hallo").symlink_to(tiny_models, target_is_directory=True)
-    with comfy_env(models) as env:
-        yield env
-
-
-@pytest.fixture(scope="module")
-def run(env):
-    nodes = env.nodes()
-    return lambda node_id, **inputs: nodes[node_id].execute(**inputs).args
 
 
 @pytest.fixture(scope="module")

@@ -16,25 +16,6 @@ SIZE = 128
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, tiny_models):
-    models = tmp_path_factory.mktemp("comfy") / "models"
-    models.mkdir()
-    (models / "hallo").symlink_to(tiny_models, target_is_directory=True)
-    with comfy_env(models) as env:
-        yield env
-
-
-@pytest.fixture(scope="module")
-def run(env):
-    nodes = env.nodes()
-
-    def execute(node_id, **inputs):
-        return nodes[node_id].execute(**inputs).args
-
-    return execute
-
-
-@pytest.fixture(scope="module")
 def pipeline(run):
     return run("HalloModelLoader", model_folder="hallo", variant="auto", precision="auto", device="auto",
                attention="auto")[0]
