@@ -13,21 +13,14 @@ SIZE, CLIP, FRAMES = 64, 4, 10  # 10 frames of audio -> 3 clips, the last one tr
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_models):
-    """Execute nodes by id with keyword inputs, as ComfyUI's executor does; returns the output tuple."""
-    from tests.nodes.comfy_env import comfy_env
+def run(env, run):
+    """The shared `run` (tests/nodes/conftest.py), carrying its ComfyUI env for the tests that need it."""
 
-    models = tmp_path_factory.mktemp("comfy") / "models"
-    models.mkdir()
-    (models / "hallo").symlink_to(tiny_models, target_is_directory=True)
-    with comfy_env(models) as env:
-        nodes = env.nodes()
+    def execute(node_id, **inputs):
+        return run(node_id, **inputs)
 
-        def execute(node_id, **inputs):
-            return nodes[node_id].execute(**inputs).args
-
-        execute.env = env
-        yield execute
+    execute.env = env
+    return execute
 
 
 @pytest.fixture(scope="module")
