@@ -127,7 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"],
                    help="precision (auto: fp32 on CPU; on a GPU the weights' own: fp16 for Hallo, bf16 for Hallo3)")
     a.add_argument("--low-vram", action="store_true",
-                   help=f"keep the VAE, ReferenceNet and audio encoder off the GPU while idle{HALLO_ONLY}")
+                   help="less GPU memory. Hallo: keep the VAE, ReferenceNet and audio encoder off the GPU while "
+                   "idle. Hallo3 (which on a GPU always brings T5, the reference DiT, the main DiT and the VAE to it "
+                   "one at a time): the 16 GB mode, --fp8 and half of the DiT's layers on the host (--offload-blocks "
+                   "changes how many)")
+    a.add_argument("--fp8", action="store_true",
+                   help="Hallo3 only: store the main DiT's layer weights in float8 (e4m3, scaled per tensor), upcast "
+                   "layer by layer: half its memory (18 -> 9 GB), a small change to the frames")
+    a.add_argument("--offload-blocks", type=int, default=None, metavar="N",
+                   help="Hallo3 only: keep N of the main DiT's layers (42 in the release) on the host and copy each "
+                   "in for its own forward: less GPU memory, slower, the same frames (default 0, or half with "
+                   "--low-vram)")
     a.add_argument("--attention", default="auto", choices=ATTENTION_OPTIONS,
                    help="attention kernel: auto/sdpa = PyTorch's scaled_dot_product_attention; "
                    "flash = FlashAttention-3 "
@@ -222,6 +232,7 @@ def _animate(args: argparse.Namespace) -> int:
         log.info("note: %s exists; it will be replaced once the new video is complete", target.path)
     pipeline = family.load(
         files, device=device, dtype=args.dtype, low_vram=args.low_vram, attention=args.attention, compile=args.compile,
+        fp8=args.fp8 or None, offload_blocks=args.offload_blocks,
     )
     log.info("analysing the portrait and encoding the audio")
     out = pipeline.animate(

@@ -50,8 +50,19 @@ class HalloFamily:
         check_clip_length(checked.clip_length, read_net_config(files.net).motion)
         return checked
 
-    def load(self, files: ModelFiles, **options: Any) -> HalloPipeline:
+    def load(self, files: ModelFiles, fp8: bool | None = None, offload_blocks: int | None = None,
+             **options: Any) -> HalloPipeline:
+        """`fp8` and `offload_blocks` are Hallo3's (its 18 GB DiT); Hallo's 2.6 GB net has neither, so asking for
+        them is refused before anything loads rather than ignored."""
+        from ..errors import InputError
         from .pipeline import HalloPipeline
+
+        asked = [name for name, value in (("fp8", fp8), ("offload_blocks", offload_blocks)) if value]
+        if asked:
+            raise InputError(
+                f"{' and '.join(asked)} apply to Hallo3 weights only ({files.describe()} are Hallo's); for less GPU "
+                "memory with Hallo use low_vram", asked[0],
+            )
 
         return HalloPipeline.load(files, **options)
 

@@ -18,6 +18,7 @@ from torch import nn
 from ..errors import InputError
 from .config import DiTConfig, Hallo3Config
 from .layers import DiTLayer, FrameConditions, HeadNorms, Modulation, ReferenceKV, Rope, modulate
+from .memory import resident
 from .projections import AudioProj, FaceProj
 from .rope import rope_tables
 
@@ -228,10 +229,11 @@ class Hallo3DiT(nn.Module):
         if len(bank) != len(layers):
             raise InputError(f"the bank has {len(bank)} layers; the main DiT has {len(layers)}", "reference")
         adaln = self.mixins.adaln_layer
-        return [
-            layer.attention.reference_kv(rows.to(self._dtype), adaln.norms(i))
-            for i, (layer, rows) in enumerate(zip(layers, bank))
-        ]
+        kv = []
+        for i, (layer, rows) in enumerate(zip(layers, bank)):
+            with resident(layer, rows.device):  # a layer streamed from the host (memory.stream_from_host)
+                kv.append(layer.attention.reference_kv(rows.to(self._dtype), adaln.norms(i)))
+        return kv
 
     def _require_main(self, what: str) -> None:
         if not self.cross_attention:

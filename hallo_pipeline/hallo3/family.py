@@ -133,21 +133,40 @@ class Hallo3Family:
         low_vram: bool = False,
         attention: str = "auto",
         compile: bool = False,
+        placement=None,
+        fp8: bool | None = None,
+        offload_blocks: int | None = None,
         **options: Any,
     ) -> Hallo3Pipeline:
         """The pipeline for these files on `device` (None: the best there is) in `dtype` (None or "auto": bf16 on
-        a GPU, as the release runs, fp32 on the CPU). Hallo's speed-ups (low_vram,
-        attention kernels other than PyTorch's, compile) are refused before anything loads, and so is a
-        `placement` (ComfyUI's model management), which only the nodes pass."""
-        if options.get("placement") is not None:
+        a GPU, as the release runs, fp32 on the CPU).
+
+        Memory (benchmarks/results/hallo3-full-estimate-bf16.md): on a GPU, T5, the reference DiT, the main DiT
+        and the VAE always wait on the host and come to the GPU one at a time, for their own phase. `fp8`: the
+        main DiT's layer matrices stored in float8 e4m3 (half their memory; a small drift, see
+        benchmarks/results/hallo3-fp8-drift-cpu.md). `offload_blocks` N: N of its layers stay on the host and are
+        copied in for their own forward (slower, less memory, same output). `low_vram`: the 16 GB mode, fp8 and
+        half the layers on the host unless `fp8` / `offload_blocks` say otherwise. `placement`: where the networks
+        wait and compute (`devices.Placement`'s interface). Hallo's other speed-ups (attention kernels other than
+        PyTorch's, compile) are refused before anything loads."""
+        from .loading import read_model_config
+        from .pipeline import MemoryOptions
+
+        if options:
+            raise InputError(f"unknown options {sorted(options)} for Hallo3", sorted(options)[0])
+        if placement is not None and not all(hasattr(placement, a) for a in ("device", "offload", "home", "use")):
+            raise InputError(f"placement {placement!r} is not a placement: it needs device, offload, home() and "
+                             "use() (hallo_pipeline.devices.Placement)", "placement")
+        if hasattr(placement, "manage_core"):
+            # ComfyUI's placement: the nodes hand the pipeline's `net` to it next, which Hallo3's has not yet.
             raise InputError(
                 f"variant 'hallo3' ({files.describe()}): Hallo3 is not wired into the ComfyUI nodes yet (issue #13); "
                 "generate with the command line for now: python -m hallo_pipeline animate --variant hallo3 ...",
                 "variant",
             )
+        if not isinstance(low_vram, bool):
+            raise InputError(f"low_vram must be true or false, got {low_vram!r}", "low_vram")
         refused = []
-        if low_vram:
-            refused.append("low_vram (Hallo3 keeps every network on the device)")
         if attention not in ("auto", "sdpa"):
             refused.append(f"attention={attention!r} (Hallo3 runs PyTorch's scaled_dot_product_attention: use "
                            "auto or sdpa)")
@@ -156,9 +175,25 @@ class Hallo3Family:
         if refused:
             raise InputError(f"Hallo3 cannot honour {'; '.join(refused)}; these apply to Hallo only",
                              refused[0].split(" ", 1)[0].split("=", 1)[0])
+        layers = read_model_config(files.weights)[0].dit.num_layers
+        memory = low_vram_memory(layers) if low_vram else MemoryOptions()
+        memory = MemoryOptions(
+            fp8=memory.fp8 if fp8 is None else fp8,
+            offload_blocks=memory.offload_blocks if offload_blocks is None else offload_blocks,
+        ).check(layers)
         from .animate import Hallo3Pipeline
 
-        return Hallo3Pipeline.load(files, device=device, dtype=dtype)
+        return Hallo3Pipeline.load(files, device=device, dtype=dtype, placement=placement, fp8=memory.fp8,
+                                   offload_blocks=memory.offload_blocks)
+
+
+def low_vram_memory(num_layers: int):
+    """What `low_vram` means for Hallo3: fp8 storage and half of the main DiT's layers streamed from the host (21
+    of the release's 42): the phases holding the main DiT then peak near 10 GB (the estimate's `low-VRAM` mode),
+    leaving the VAE decode as the largest phase."""
+    from .pipeline import MemoryOptions
+
+    return MemoryOptions(fp8=True, offload_blocks=num_layers // 2)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .memory import linear_weight
 from .rope import apply_rope
 
 # (cos, sin) rows for the tokens they rotate, float32.
@@ -80,7 +81,7 @@ class SelfAttention(nn.Module):
         """K/V of the bank rows (b, R, D): this layer's projection and key LayerNorm, no RoPE. They depend on
         nothing else, so they are computed once per video; their query rows are never needed (SPEC §4.7)."""
         d = self.dense.in_features
-        w, b = self.query_key_value.weight, self.query_key_value.bias
+        w, b = linear_weight(self.query_key_value, bank.dtype), self.query_key_value.bias
         k = split_heads(F.linear(bank, w[d : 2 * d], b[d : 2 * d]), self.heads)
         v = split_heads(F.linear(bank, w[2 * d :], b[2 * d :]), self.heads)
         return norms.key(k), v

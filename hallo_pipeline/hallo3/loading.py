@@ -20,6 +20,7 @@ from .config import Hallo3Config
 if TYPE_CHECKING:
     from .family import Hallo3Files
     from .model import Hallo3Networks
+    from .pipeline import MemoryOptions
     from .text import T5TextEncoder
     from .vae import Hallo3VAE, VAEConfig
 
@@ -60,10 +61,12 @@ def load_hallo3_models(
     dtype: torch.dtype = torch.float32,
     config: Hallo3Config | None = None,
     vae_config: "VAEConfig | None" = None,
+    memory: "MemoryOptions | None" = None,
 ) -> Hallo3Models:
     """The DiTs, VAE and T5 of a located folder (`families.locate`), each checked against the config, on
     `device` in `dtype`. `config` / `vae_config` replace what `read_model_config` finds (a folder whose sizes
-    are written elsewhere, e.g. a parity set's `tiny_config.json`)."""
+    are written elsewhere, e.g. a parity set's `tiny_config.json`). `memory` (fp8 storage, layers streamed from
+    the host) is checked before anything is read and applied to the main DiT once it is loaded."""
     from .model import load_hallo3_file
     from .text import T5TextEncoder
     from .vae import load_vae
@@ -71,6 +74,8 @@ def load_hallo3_models(
     files.require("vae", "t5")
     found, found_vae = read_model_config(files.weights)
     config, vae_config = config or found, vae_config or found_vae
+    if memory is not None:
+        memory.check(config.dit.num_layers)
     text_encoder = T5TextEncoder(files.t5, device=device, dtype=dtype, length=config.dit.text_length)
     if text_encoder.hidden_size != config.dit.text_hidden_size:
         raise CheckpointError(
@@ -80,4 +85,6 @@ def load_hallo3_models(
         )
     vae = load_vae(files.vae, vae_config, device=device, dtype=dtype)
     networks = load_hallo3_file(files.weights, config, dtype=dtype, device=device)
+    if memory is not None:
+        memory.apply(networks.main)
     return Hallo3Models(config=config, networks=networks, vae=vae, text_encoder=text_encoder)

@@ -12,12 +12,15 @@ nodes do not yet (issue #13).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..devices import Placement
 from ..errors import InputError
 from .config import Hallo3Config
 from .noise import NoiseSource, SeededNoise
@@ -26,16 +29,60 @@ from .sampler import GUIDANCE_SCALE, STEPS, Step
 from .segments import LoopSettings, SegmentOutput, VideoConditions, generate_segments
 from .vae import VAEConfig
 
+PROMPT_CACHE_SIZE = 8  # T5 states kept per prompt (1 x 226 x 4096 float32 = 3.7 MB each, on the host)
+
+
+def default_placement(device: torch.device) -> Placement:
+    """On a GPU, every network waits on the host and computes on the GPU only inside its phase (the default plan
+    of benchmarks/results/hallo3-full-estimate-bf16.md); elsewhere nothing moves."""
+    return Placement(device, torch.device("cpu") if device.type == "cuda" else None)
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    """How the main DiT is held (`memory.py`): fp8 weight storage, and how many of its layers stream from the
+    host. Both off by default; both change nothing but memory and speed, except fp8's rounding of the weights."""
+
+    fp8: bool = False
+    offload_blocks: int = 0
+
+    def check(self, num_layers: int) -> "MemoryOptions":
+        if not isinstance(self.fp8, bool):
+            raise InputError(f"fp8 must be true or false, got {self.fp8!r}", "fp8")
+        blocks = self.offload_blocks
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or not 0 <= blocks <= num_layers:
+            raise InputError(
+                f"offload_blocks {blocks!r} is out of range: give a whole number of the main DiT's layers to keep "
+                f"on the host, 0 (none) to {num_layers} (all of these weights)", "offload_blocks",
+            )
+        return self
+
+    def apply(self, main: torch.nn.Module) -> None:
+        from .memory import store_fp8, stream_from_host
+
+        self.check(len(main.transformer.layers))
+        if self.fp8:
+            store_fp8(main)
+        if self.offload_blocks:
+            stream_from_host(main, self.offload_blocks)
+
 
 class Hallo3Generator:
     """The networks, VAE, T5 and wav2vec2 of one model folder, and the face models where the caller gives no
-    landmarks or embedding (loaded on first use)."""
+    landmarks or embedding (loaded on first use).
 
-    def __init__(self, nets, vae, text_encoder, audio_encoder, config: Hallo3Config, models_dir: Path | None = None):
+    `placement` (the shared `devices.Placement` interface: `device`, `offload`, `home`, `use`) decides where the
+    networks wait and compute; each of T5, the reference DiT, the main DiT and the VAE computes only inside
+    `placement.use(...)` of itself. Default: nothing moves, everything computes where the main DiT lies."""
+
+    def __init__(self, nets, vae, text_encoder, audio_encoder, config: Hallo3Config, models_dir: Path | None = None,
+                 placement: Placement | None = None):
         self.nets, self.vae, self.config = nets, vae, config
         self.text_encoder, self.audio_encoder = text_encoder, audio_encoder
         self.models_dir = models_dir
+        self.placement = placement if placement is not None else Placement(next(nets.main.parameters()).device)
         self._faces = None
+        self._prompts: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     @classmethod
     def from_model_folder(
@@ -45,19 +92,44 @@ class Hallo3Generator:
         vae_config: VAEConfig | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        *,
+        placement: Placement | None = None,
+        memory: MemoryOptions = MemoryOptions(),
     ) -> "Hallo3Generator":
         """A folder laid out like the Hugging Face repo (SPEC §1): hallo3/latest + its checkpoint,
         cogvideox-5b-i2v-sat/vae/3d-vae.pt, t5-v1_1-xxl/, wav2vec/wav2vec2-base-960h/, face_analysis/. Sizes:
-        `config` / `vae_config`, else the `config.json` beside the weights, else the release's."""
+        `config` / `vae_config`, else the `config.json` beside the weights, else the release's.
+
+        `placement` default: `default_placement(device)`. The weights are read onto `placement.offload` when it
+        is set (so the GPU never holds every network at once, not even while loading), else onto the device;
+        then `memory` is applied to the main DiT and each network is homed."""
         from ..audio.features import AudioEncoder
         from .family import FAMILY
         from .loading import load_hallo3_models
 
         root = Path(root)
-        models = load_hallo3_models(FAMILY.locate(root), device, dtype, config, vae_config)
-        # wav2vec2 stays float32: its features are small, and the release runs it so.
-        audio = AudioEncoder.from_models_dir(root, device=device)
-        return cls(models.networks, models.vae, models.text_encoder, audio, models.config, root)
+        placement = placement if placement is not None else default_placement(torch.device(device))
+        load_on = placement.offload if placement.offload is not None else placement.device
+        models = load_hallo3_models(FAMILY.locate(root), load_on, dtype, config, vae_config, memory=memory)
+        nets = models.networks
+        for module in (models.text_encoder.model, nets.reference, nets.main, models.vae.model):
+            placement.home(module)
+        # wav2vec2 stays float32 and on the device: its features are small, and the release runs it so.
+        audio = AudioEncoder.from_models_dir(root, device=placement.device)
+        return cls(nets, models.vae, models.text_encoder, audio, models.config, root, placement)
+
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        """T5's states of `prompt` (1, L, D) float32 on the host; T5 computes inside `placement.use`, and the last
+        few prompts are kept, so a re-run with the same prompt does not bring T5 back."""
+        if prompt in self._prompts:
+            self._prompts.move_to_end(prompt)
+            return self._prompts[prompt]
+        with self.placement.use(self.text_encoder.model):
+            text = self.text_encoder.encode(prompt).to("cpu")
+        self._prompts[prompt] = text
+        while len(self._prompts) > PROMPT_CACHE_SIZE:
+            self._prompts.popitem(last=False)
+        return text
 
     @property
     def faces(self):
@@ -105,7 +177,7 @@ class Hallo3Generator:
             image=portrait.image,
             reference=portrait.reference,
             face_embedding=embedding,
-            text=self.text_encoder.encode(prompt),
+            text=self.encode_prompt(prompt),
             audio=audio.features,
             frames=audio.frames,
         )
@@ -124,4 +196,5 @@ class Hallo3Generator:
         """The video segment by segment (a generator). `noise` replaces the seeded source (e.g. recorded draws)."""
         settings = LoopSettings.from_config(self.config, steps=steps, guidance=guidance)
         noise = noise if noise is not None else SeededNoise(seed)
-        return generate_segments(self.nets, self.vae, conditions, noise, settings, on_step=on_step)
+        return generate_segments(self.nets, self.vae, conditions, noise, settings, placement=self.placement,
+                                 on_step=on_step)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..devices import Placement
 from ..errors import InputError
 from .config import Hallo3Config
 from .noise import NoiseSource
@@ -164,52 +165,71 @@ def generate_segments(
     noise: NoiseSource,
     settings: LoopSettings = LoopSettings(),
     *,
+    placement: Placement | None = None,
     on_step: Callable[[int, Step, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> Iterator[SegmentOutput]:
-    """Run the loop on the networks' device; `on_step(segment, step, x, denoised)` after each sampler step
-    (progress; raise to cancel)."""
+    """Run the loop on `placement.device` (default: where the main DiT is, nothing moved); `on_step(segment, step,
+    x, denoised)` after each sampler step (progress; raise to cancel).
+
+    Each network computes inside `placement.use(...)`, one at a time: the VAE for a segment's encodes, the
+    reference DiT once per video for the bank, the main DiT for the bank's K/V and each segment's sampling, the
+    VAE again for the decode. With an offload device set, the main DiT is thus off the device while the VAE
+    decodes (the decode's activations are the largest of the loop); the reference K/V (all layers) and the face
+    tokens stay on the device for the whole video."""
     _check(conditions, settings)
-    main = nets.main
-    device = next(main.parameters()).device
+    main, ref_dit = nets.main, nets.reference
+    vae_model = getattr(vae, "model", None)  # a stand-in VAE without a module has nothing to move
+    vae_modules = () if not isinstance(vae_model, torch.nn.Module) else (vae_model,)
+    placement = placement if placement is not None else Placement(next(main.parameters()).device)
+    device = placement.device
     image = conditions.image.to(device=device, dtype=torch.float32)
     schedule = Schedule.build(settings.steps)
     text = conditions.text.to(device)
     text = torch.cat([torch.zeros_like(text), text])  # CFG batch [uncond, cond] (SPEC §8)
-    face_tokens = main.project_face(conditions.face_embedding.to(device).expand(2, -1))
 
     motion = image[:, :, None].expand(-1, -1, settings.motion_frames, -1, -1)  # segment 0: the image repeated
-    reference = None
+    reference = face_tokens = None
     window = None
     done = 0
     for index in range(segment_count(conditions.frames, settings.stride)):
-        concat = motion_concat(vae, image, motion, noise, settings)
-        if reference is None:
-            # Once per video, its draw after segment 0's concat encode (the release's order).
-            ref_latent = encode(vae, conditions.reference.to(device=device, dtype=torch.float32)[:, :, None], noise)
-            bank, _ = nets.reference.reference_bank(ref_latent)
-            reference = main.reference_kv(bank)
-            del bank
+        first = reference is None
+        with placement.use(*vae_modules):
+            concat = motion_concat(vae, image, motion, noise, settings)
+            if first:
+                # Once per video, its draw after segment 0's concat encode (the release's order).
+                ref_latent = encode(vae, conditions.reference.to(device=device, dtype=torch.float32)[:, :, None],
+                                    noise)
+        if first:
+            with placement.use(ref_dit):
+                bank, _ = ref_dit.reference_bank(ref_latent)
         window = audio_window(conditions.audio, index, window, settings)
         audio = window[None].to(device)
-        batch = {
-            "concat": concat.expand(2, -1, -1, -1, -1),
-            "text": text,
-            "face_tokens": face_tokens,
-            # The unconditional half hears zeros before the projection (AudioProj(0) != 0, SPEC §8).
-            "audio_tokens": main.project_audio(torch.cat([torch.zeros_like(audio), audio])),
-            "reference": reference,
-        }
+        with placement.use(main):
+            if first:
+                reference = main.reference_kv(bank)
+                face_tokens = main.project_face(conditions.face_embedding.to(device).expand(2, -1))
+                del bank
+            batch = {
+                "concat": concat.expand(2, -1, -1, -1, -1),
+                "text": text,
+                "face_tokens": face_tokens,
+                # The unconditional half hears zeros before the projection (AudioProj(0) != 0, SPEC §8).
+                "audio_tokens": main.project_audio(torch.cat([torch.zeros_like(audio), audio])),
+                "reference": reference,
+            }
 
-        def velocities(x: torch.Tensor, timestep: int, batch=batch) -> tuple[torch.Tensor, torch.Tensor]:
-            v = main(latent=x.expand(2, -1, -1, -1, -1), timestep=torch.full((2,), timestep, device=device), **batch)
-            return v[:1], v[1:]
+            def velocities(x: torch.Tensor, timestep: int, batch=batch) -> tuple[torch.Tensor, torch.Tensor]:
+                v = main(latent=x.expand(2, -1, -1, -1, -1), timestep=torch.full((2,), timestep, device=device),
+                         **batch)
+                return v[:1], v[1:]
 
-        step_callback = None if on_step is None else (lambda step, x, d, i=index: on_step(i, step, x, d))
-        latent = sample(
-            guided_v_prediction(velocities, settings.guidance), concat.shape, schedule, noise, device=device,
-            callback=step_callback,
-        )
-        decoded = vae.decode(to_latent_frames(latent), output_device="cpu").to(torch.float32)
+            step_callback = None if on_step is None else (lambda step, x, d, i=index: on_step(i, step, x, d))
+            latent = sample(
+                guided_v_prediction(velocities, settings.guidance), concat.shape, schedule, noise, device=device,
+                callback=step_callback,
+            )
+        with placement.use(*vae_modules):
+            decoded = vae.decode(to_latent_frames(latent), output_device="cpu").to(torch.float32)
         frames = output_frames(decoded)
         motion = next_motion(frames, settings).to(device)
         new = frames[settings.motion_frames :][: conditions.frames - done]

@@ -124,8 +124,9 @@ class T5TextEncoder:
 
     @torch.no_grad()
     def encode(self, prompt: str) -> torch.Tensor:
-        """(1, length, d_model) float32 on the encoder's device: the last hidden state, no attention mask."""
-        ids = self.tokenizer(prompt).to(self.device)
+        """(1, length, d_model) float32 where the encoder's weights are (a placement may have moved them since it
+        was loaded): the last hidden state, no attention mask."""
+        ids = self.tokenizer(prompt).to(next(self.model.parameters()).device)
         return self.model(input_ids=ids).last_hidden_state.to(torch.float32)
 
 

@@ -8,6 +8,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 
 from hallo_pipeline import families
 from hallo_pipeline.errors import CheckpointError, InputError
@@ -85,11 +86,21 @@ def test_hallo3_checks_a_run_without_loading_and_refuses_the_nodes_for_now(tmp_p
     with pytest.raises(CheckpointError, match=r"is incomplete; missing: .*3d-vae\.pt.*t5-v1_1-xxl.*"
                                               r"fudan-generative-ai/hallo3"):
         family.check_inputs(files, photo, speech, tmp_path / "out.mp4")
-    # The nodes pass ComfyUI's placement: they get a clear refusal, not a half-working pipeline.
+    # The nodes pass ComfyUI's placement (which manages the pipeline's core next): they get a clear refusal, not a
+    # half-working pipeline, until the nodes are wired for Hallo3.
+    from hallo_pipeline.devices import Placement
+
+    class NodesPlacement(Placement):
+        def manage_core(self, net) -> None:
+            raise AssertionError("not reached")
+
     with pytest.raises(InputError, match=r"variant 'hallo3' \(Hallo3 weights .*\): Hallo3 is not wired into the "
                                          r"ComfyUI nodes yet \(issue #13\)") as err:
-        families.load_pipeline(tmp_path, device="cpu", placement=object())
+        families.load_pipeline(tmp_path, device="cpu", placement=NodesPlacement(torch.device("cpu")))
     assert err.value.input == "variant" and str(weights) in str(err.value)
+    with pytest.raises(InputError, match="is not a placement") as err:
+        families.load_pipeline(tmp_path, device="cpu", placement=object())
+    assert err.value.input == "placement"
 
 
 @dataclasses.dataclass(frozen=True)

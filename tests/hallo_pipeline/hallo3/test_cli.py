@@ -102,7 +102,8 @@ BAD = {  # options -> what the message must say (the option as the library names
                 ["framing='stretch', feather=0.1", "framing options apply to Hallo only"]),
     "size": (["--size", "256"], ["image_size=256", "own size"]),
     "empty-prompt": (["--prompt", "  "], ["prompt must be a text"]),
-    "low-vram": (["--low-vram"], ["low_vram", "apply to Hallo only"]),
+    "offload-blocks": (["--offload-blocks", "-1"], ["offload_blocks -1 is out of range", "0 (none) to"]),
+    "too-many-blocks": (["--low-vram", "--offload-blocks", "999"], ["offload_blocks 999 is out of range"]),
     "attention": (["--attention", "sage"], ["attention='sage'", "scaled_dot_product_attention"]),
 }
 
@@ -150,7 +151,7 @@ def test_auto_precision_is_the_releases_bf16_on_a_gpu(folder, monkeypatch) -> No
 
     seen = []
     monkeypatch.setattr(animate.Hallo3Generator, "from_model_folder",
-                        classmethod(lambda cls, root, device, dtype: seen.append((device.type, dtype))))
+                        classmethod(lambda cls, root, device, dtype, **kw: seen.append((device.type, dtype))))
     files = families.locate(folder, "hallo3")
     families.load_pipeline(files, device="cpu", dtype="auto")
     monkeypatch.setattr(devices, "resolve_device", lambda device: torch.device("cuda"))  # no GPU needed to decide

@@ -1,0 +1,187 @@
+"""Ways to hold the main DiT in less GPU memory (issue #13): fp8 weight storage and layers streamed from the host.
+
+    store_fp8(nets.main)                          # its big matrices in float8_e4m3fn, upcast per layer in forward
+    stream_from_host(nets.main, blocks=12)        # 12 of its layers wait on the host, copied in for their forward
+
+Both act on a built (and loaded) main DiT in place and compose: a streamed layer's host copy holds its fp8 weights.
+Neither changes what a `Placement` sees as the model: `module.to(device)` moves the fp8 tensors as they are, and
+leaves a streamed layer's host copy where it is (its module holds only empty stand-ins).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FP8 = torch.float8_e4m3fn
+FP8_MAX = torch.finfo(FP8).max  # 448
+
+
+def fp8_scale(weight: torch.Tensor) -> float:
+    """A power of two that maps the tensor's largest magnitude to at most 448 (e4m3's largest finite value).
+
+    Per tensor, so small weights use e4m3's normal range instead of its coarse subnormals (|w| < 2^-6 would keep
+    at most 2 bits there); a power of two, so that the upcast `w8 * scale` is exact in any dtype and the only
+    rounding is the one of the cast to fp8."""
+    amax = weight.detach().abs().max().float().item()
+    if amax == 0 or not math.isfinite(amax):
+        return 1.0
+    return 2.0 ** math.ceil(math.log2(amax / FP8_MAX))
+
+
+class Fp8Linear(nn.Linear):
+    """A Linear whose weight is stored as float8_e4m3fn times a power-of-two scale; forward upcasts it to the
+    input's dtype for the one matmul (one layer's matrix alive at a time), the bias stays in the working dtype."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        # A buffer, so that it moves with the module and is saved with it.
+        self.register_buffer("weight_scale", torch.ones((), dtype=torch.float32, device=device))
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> "Fp8Linear":
+        with torch.device("meta"):
+            fp8 = cls(linear.in_features, linear.out_features, bias=linear.bias is not None)
+        scale = fp8_scale(linear.weight)
+        weight = (linear.weight.detach().float() / scale).to(FP8)
+        fp8.weight = nn.Parameter(weight, requires_grad=False)
+        fp8.bias = linear.bias
+        fp8.weight_scale = torch.tensor(scale, dtype=torch.float32, device=weight.device)
+        return fp8
+
+    def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
+        """The weight in `dtype` (exact: fp8 values times a power of two are representable in bf16/fp16/fp32)."""
+        return self.weight.to(dtype) * self.weight_scale.to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.dequantized(x.dtype), bias)
+
+
+def linear_weight(linear: nn.Linear, dtype: torch.dtype) -> torch.Tensor:
+    """The weight a Linear computes with, in `dtype` (for code that slices the matrix instead of calling it)."""
+    if isinstance(linear, Fp8Linear):
+        return linear.dequantized(dtype)
+    return linear.weight
+
+
+def fp8_targets(main: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
+    """(parent, attribute, Linear) of every matrix `store_fp8` converts: all Linears of the main DiT's transformer
+    layers (self-attention, face/audio cross-attention, MLP) and of its per-layer AdaLN projections, 98 % of its
+    weight bytes. The embeddings, the time MLP, the head and the face/audio projections stay in the working dtype:
+    they are small, and they sit at the ends of the network where nothing averages their rounding out."""
+    roots = [main.transformer.layers, main.mixins.adaln_layer.adaLN_modulations]
+    found = []
+    for root in roots:
+        for parent in root.modules():
+            for name, child in parent.named_children():
+                if type(child) is nn.Linear:
+                    found.append((parent, name, child))
+    return found
+
+
+def store_fp8(main: nn.Module) -> nn.Module:
+    """Convert the main DiT's layer matrices (`fp8_targets`) to `Fp8Linear`, in place, where they lie."""
+    for parent, name, linear in fp8_targets(main):
+        setattr(parent, name, Fp8Linear.from_linear(linear))
+    return main
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# layers streamed from the host
+# ----------------------------------------------------------------------------------------------------------------
+class HostCopy:
+    """The tensors of one module kept on the host (pinned when CUDA is there, so the copy-in is asynchronous); the
+    module itself holds empty stand-ins, so moving it moves nothing. `resident(device)` puts the real tensors in
+    for a block and takes them out after."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.tensors: dict[str, torch.Tensor] = {}
+        pin = torch.cuda.is_available()
+        for name, tensor in self._slots():
+            host = tensor.detach().to("cpu")
+            self.tensors[name] = host.pin_memory() if pin else host
+        self._empty()
+
+    def _slots(self) -> Iterator[tuple[str, torch.Tensor]]:
+        yield from self.module.named_parameters()
+        yield from self.module.named_buffers()
+
+    def _empty(self) -> None:
+        for name, tensor in self._slots():
+            tensor.data = torch.empty(0, dtype=self.tensors[name].dtype, device=tensor.device)
+
+    @contextlib.contextmanager
+    def resident(self, device: torch.device) -> Iterator[None]:
+        slots = dict(self._slots())
+        for name, host in self.tensors.items():
+            slots[name].data = host.to(device, non_blocking=True)
+        try:
+            yield
+        finally:
+            self._empty()
+
+
+def _host_copy(module: nn.Module) -> HostCopy | None:
+    return getattr(module, "_hallo_host_copy", None)
+
+
+@contextlib.contextmanager
+def resident(module: nn.Module, device: torch.device) -> Iterator[None]:
+    """`module`'s weights on `device` for the block when it is streamed from the host; otherwise nothing to do."""
+    copy = _host_copy(module)
+    if copy is None:
+        yield
+        return
+    with copy.resident(device):
+        yield
+
+
+def _first_tensor(args) -> torch.Tensor:
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a
+    raise TypeError("a streamed layer is called with no tensor argument: it cannot tell where to compute")
+
+
+def _stream(module: nn.Module) -> None:
+    copy = HostCopy(module)
+    module._hallo_host_copy = copy  # a plain attribute: `module.to()` and state_dict() do not see it
+    active: list[contextlib.AbstractContextManager] = []
+
+    def before(mod, args):
+        ctx = copy.resident(_first_tensor(args).device)
+        ctx.__enter__()
+        active.append(ctx)
+
+    def after(mod, args, output):
+        active.pop().__exit__(None, None, None)
+
+    module.register_forward_pre_hook(before)
+    module.register_forward_hook(after)
+
+
+def streamed_modules(main: nn.Module, blocks: int) -> list[nn.Module]:
+    """The modules of the last `blocks` layers of the main DiT: each transformer layer and its AdaLN projection
+    (the per-head q/k norms are a few hundred bytes and stay). The last layers, so the first ones, which start
+    every forward, are resident while the next would be prefetched."""
+    layers = main.transformer.layers
+    n = len(layers)
+    if not 0 <= blocks <= n:
+        raise ValueError(f"blocks must be 0..{n}, got {blocks}")
+    adaln = main.mixins.adaln_layer.adaLN_modulations
+    return [m for i in range(n - blocks, n) for m in (layers[i], adaln[i])]
+
+
+def stream_from_host(main: nn.Module, blocks: int) -> nn.Module:
+    """Keep `blocks` of the main DiT's layers on the host, each copied to the device of its input for its own
+    forward and dropped after (in place; call after loading and after `store_fp8`)."""
+    for module in streamed_modules(main, blocks):
+        _stream(module)
+    return main
