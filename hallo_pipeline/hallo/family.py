@@ -60,8 +60,8 @@ class HalloFamily:
         asked = [name for name, value in (("fp8", fp8), ("offload_blocks", offload_blocks)) if value]
         if asked:
             raise InputError(
-                f"{' and '.join(asked)} apply to Hallo3 weights only ({files.describe()} are Hallo's); for less GPU "
-                "memory with Hallo use low_vram", asked[0],
+                f"{', '.join(asked)}: Hallo3 options, but the folder gives {files.describe()}, whose net has no fp8 "
+                "storage or streamed layers; leave them out (for less GPU memory with Hallo use low_vram)", asked[0],
             )
 
         return HalloPipeline.load(files, **options)

@@ -95,6 +95,45 @@ def test_the_family_fills_in_its_defaults(folder, tmp_path, monkeypatch) -> None
     assert seen["prompt"] == DEFAULT_PROMPT
 
 
+@pytest.mark.parametrize("options, fp8, blocks", [
+    ([], False, 0),
+    (["--fp8"], True, 0),
+    (["--offload-blocks", "1"], False, 1),
+    (["--fp8", "--offload-blocks", "1"], True, 1),
+    (["--low-vram"], True, "half"),
+    (["--low-vram", "--offload-blocks", "0"], True, 0),
+], ids=["default", "fp8", "offload", "fp8-offload", "low-vram", "low-vram-no-offload"])
+def test_memory_options_reach_the_loader(folder, tmp_path, monkeypatch, options, fp8, blocks) -> None:
+    from hallo_pipeline import families
+    from hallo_pipeline.hallo3 import animate
+    from hallo_pipeline.hallo3.loading import read_model_config
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def load(cls, files, **kw):
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr(animate.Hallo3Pipeline, "load", classmethod(load))
+    audio = write_wav(tmp_path / "speech.wav", 0.2)
+    with pytest.raises(Stop):
+        _animate(folder, ASTRONAUT, audio, tmp_path / "out.mp4", *options)
+    layers = read_model_config(families.locate(folder, "hallo3").weights)[0].dit.num_layers
+    assert (seen["fp8"], seen["offload_blocks"]) == (fp8, layers // 2 if blocks == "half" else blocks)
+
+
+def test_a_low_vram_run_makes_the_video(folder, working_size, tmp_path) -> None:
+    """fp8 storage and streamed layers run end to end (on the CPU: the same code paths a GPU takes)."""
+    audio = write_wav(tmp_path / "speech.wav", 0.3)
+    out = tmp_path / "low.mp4"
+    assert _animate(folder, ASTRONAUT, audio, out, "--steps", "1", "--low-vram", "--fp8") == 0
+    height, _ = working_size
+    _check_video(out, 0.3, (height, height))
+
+
 BAD = {  # options -> what the message must say (the option as the library names it, and why)
     "clip-length": (["--clip-length", "8"], ["clip_length=8", "segments are 49 frames"]),
     "region-weight": (["--lip-weight", "1.5"], ["lip_weight=1.5", "no per-region audio strengths"]),
