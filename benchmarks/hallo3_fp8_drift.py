@@ -13,8 +13,9 @@ frames through the set's tiny VAE) four ways, on the CPU:
 - `fp8 + offload`: the same with every layer streamed from the host (must equal `fp8`: streaming moves, never rounds).
 
 fp8 and fp8 + offload compute in float32 around the upcast weights. Each is compared with `fp32`: the largest
-absolute difference, the rms difference and that rms relative to the reference's rms. Tiny random weights are not trained ones: the figures show the size and growth of the rounding
-through the network and the sampler, not the visual effect on a real video (that needs the released weights).
+absolute difference, the rms difference and that rms relative to the reference's rms. Tiny random weights are not
+trained ones: the figures show the size and growth of the rounding through the network and the sampler, not the
+visual effect on a real video (that needs the released weights).
 """
 
 from __future__ import annotations
@@ -152,8 +153,10 @@ def markdown(result: dict, command: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parity", type=Path, default=Path(os.environ.get("HALLO3_PARITY_DIR", "../shared/parity-hallo3")),
-                        help="the Hallo3 parity fixture folder (default: $HALLO3_PARITY_DIR, else ../shared/parity-hallo3)")
+    default = Path(os.environ.get("HALLO3_PARITY_DIR", "../shared/parity-hallo3"))
+    parser.add_argument("--parity", type=Path, default=default,
+                        help="the Hallo3 parity fixture folder (default: $HALLO3_PARITY_DIR, else "
+                        "../shared/parity-hallo3)")
     parser.add_argument("--out", type=Path, help="write <out>.json and <out>.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
