@@ -4,13 +4,16 @@
 
 Runs the parity cases `dit_step` (one CFG evaluation of the main DiT at two steps: velocity and x0) and `segment`
 (the reference pass, then 50 guided steps with the recorded draws: every step's x0 and the output latent, then its
-frames through the set's tiny VAE) four ways, on the CPU:
+frames through the set's tiny VAE) several ways, on the CPU:
 
 - `fp32`: the weights as stored (the reference);
 - `bf16 main DiT`: the main DiT's weights and compute in bfloat16 (its float32 RoPE tables kept), what a default GPU
   run differs from fp32 by, for scale (the set's weights are exact in bf16, so rounding them alone changes nothing);
 - `fp8`: `store_fp8` on the main DiT, what `--fp8` runs;
-- `fp8 + offload`: the same with every layer streamed from the host (must equal `fp8`: streaming moves, never rounds).
+- `fp8 + offload`: the same with every layer streamed from the host (must equal `fp8`: streaming moves, never rounds);
+- `tiled decode` (segment only): fp32 networks, the VAE decoding in spatial tiles (`--tiled-decode`; on the tiny
+  64 x 96 frames 2 x 2 tiles of 48 x 80 pixels, overlapping as at full size). The tiny VAE is random too: how much
+  a trained decoder's frames change at the seams is not measured here.
 
 fp8 and fp8 + offload compute in float32 around the upcast weights. Each is compared with `fp32`: the largest
 absolute difference, the rms difference and that rms relative to the reference's rms. Tiny random weights are not
@@ -31,7 +34,8 @@ import torch
 
 WEIGHTS = Path("models") / "hallo3" / "1" / "mp_rank_00_model_states.safetensors"
 VAE = Path("models") / "cogvideox-5b-i2v-sat" / "vae" / "3d-vae.pt"
-MODES = ("fp32", "bf16 main DiT", "fp8", "fp8 + offload")
+MODES = ("fp32", "bf16 main DiT", "fp8", "fp8 + offload", "tiled decode")
+DIT_MODES = MODES[:-1]  # the tiled decode changes only the frames
 
 
 def load_case(root: Path, name: str) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -120,7 +124,7 @@ def segment(root: Path, mode: str) -> dict[str, torch.Tensor]:
         out["output latent (x0 of the last step)"] = latent
         sizes = json.loads((root / "tiny_config.json").read_text())
         vae = load_vae(root / VAE, VAEConfig.from_dict(sizes["vae"]))
-        frames = vae.decode(latent.permute(0, 2, 1, 3, 4))
+        frames = vae.decode(latent.permute(0, 2, 1, 3, 4), tiled=mode == "tiled decode")
         out["frames (decoded, [-1, 1])"] = frames
     return out
 
@@ -161,9 +165,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     result = {"cases": {}}
-    for case, run in (("dit_step", dit_step), ("segment", segment)):
-        outputs = {mode: run(args.parity, mode) for mode in MODES}
-        result["cases"][case] = {mode: compare(outputs["fp32"], outputs[mode]) for mode in MODES[1:]}
+    for case, run, modes in (("dit_step", dit_step, DIT_MODES), ("segment", segment, MODES)):
+        outputs = {mode: run(args.parity, mode) for mode in modes}
+        result["cases"][case] = {mode: compare(outputs["fp32"], outputs[mode]) for mode in modes[1:]}
         for mode, rows in result["cases"][case].items():
             for name, r in rows.items():
                 print(f"{case:9s} {mode:14s} {name:40s} max {r['max_abs']:.3g} rms {r['rms']:.3g} "

@@ -129,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--low-vram", action="store_true",
                    help="less GPU memory. Hallo: keep the VAE, ReferenceNet and audio encoder off the GPU while "
                    "idle. Hallo3 (which on a GPU always brings T5, the reference DiT, the main DiT and the VAE to it "
-                   "one at a time): the 16 GB mode, --fp8 and half of the DiT's layers on the host (--offload-blocks "
-                   "changes how many)")
+                   "one at a time): the 16 GB mode, --fp8, --tiled-decode and half of the DiT's layers on the host "
+                   "(--offload-blocks changes how many)")
     a.add_argument("--fp8", action="store_true",
                    help="Hallo3 only: store the main DiT's layer weights in float8 (e4m3, scaled per tensor), upcast "
                    "layer by layer: half its memory (18 -> 9 GB), a small change to the frames")
@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Hallo3 only: keep N of the main DiT's layers (42 in the release) on the host and copy each "
                    "in for its own forward: less GPU memory, slower, the same frames (default 0, or half with "
                    "--low-vram)")
+    a.add_argument("--tiled-decode", action="store_true",
+                   help="Hallo3 only: decode the video in spatial tiles (diffusers' CogVideoX tiling): about 4x less "
+                   "memory for the decode (16 -> 4 GB), faint differences where the tiles overlap")
     a.add_argument("--attention", default="auto", choices=ATTENTION_OPTIONS,
                    help="attention kernel: auto/sdpa = PyTorch's scaled_dot_product_attention; "
                    "flash = FlashAttention-3 "
@@ -232,7 +235,7 @@ def _animate(args: argparse.Namespace) -> int:
         log.info("note: %s exists; it will be replaced once the new video is complete", target.path)
     pipeline = family.load(
         files, device=device, dtype=args.dtype, low_vram=args.low_vram, attention=args.attention, compile=args.compile,
-        fp8=args.fp8 or None, offload_blocks=args.offload_blocks,
+        fp8=args.fp8 or None, offload_blocks=args.offload_blocks, tiled_decode=args.tiled_decode or None,
     )
     log.info("analysing the portrait and encoding the audio")
     out = pipeline.animate(

@@ -51,17 +51,19 @@ class HalloFamily:
         return checked
 
     def load(self, files: ModelFiles, fp8: bool | None = None, offload_blocks: int | None = None,
-             **options: Any) -> HalloPipeline:
-        """`fp8` and `offload_blocks` are Hallo3's (its 18 GB DiT); Hallo's 2.6 GB net has neither, so asking for
-        them is refused before anything loads rather than ignored."""
+             tiled_decode: bool | None = None, **options: Any) -> HalloPipeline:
+        """`fp8`, `offload_blocks` and `tiled_decode` are Hallo3's (its 18 GB DiT and video VAE); Hallo has none of
+        them, so asking for them is refused before anything loads rather than ignored."""
         from ..errors import InputError
         from .pipeline import HalloPipeline
 
-        asked = [name for name, value in (("fp8", fp8), ("offload_blocks", offload_blocks)) if value]
+        asked = [name for name, value in (("fp8", fp8), ("offload_blocks", offload_blocks),
+                                          ("tiled_decode", tiled_decode)) if value]
         if asked:
             raise InputError(
-                f"{', '.join(asked)}: Hallo3 options, but the folder gives {files.describe()}, whose net has no fp8 "
-                "storage or streamed layers; leave them out (for less GPU memory with Hallo use low_vram)", asked[0],
+                f"{', '.join(asked)}: Hallo3 options, but the folder gives {files.describe()}, which has no fp8 "
+                "storage, streamed layers or tiled decode; leave them out (for less GPU memory with Hallo use "
+                "low_vram)", asked[0],
             )
 
         return HalloPipeline.load(files, **options)

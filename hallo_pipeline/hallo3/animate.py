@@ -33,11 +33,11 @@ class Hallo3Pipeline:
     @classmethod
     def load(cls, files: Hallo3Files, device: str | torch.device | None = None,
              dtype: str | torch.dtype | None = None, *, placement=None, fp8: bool = False,
-             offload_blocks: int = 0) -> "Hallo3Pipeline":
+             offload_blocks: int = 0, tiled_decode: bool = False) -> "Hallo3Pipeline":
         """`dtype` None or "auto": bfloat16 on a GPU (the release runs its whole engine in bf16, SPEC §1; float16's
         narrow range is not what it was trained with), float32 on the CPU. `placement`: where the networks wait
         and compute (default: on a GPU each waits on the host and computes there only in its phase;
-        `pipeline.default_placement`); `fp8`, `offload_blocks`: how the main DiT is held (`MemoryOptions`)."""
+        `pipeline.default_placement`); `fp8`, `offload_blocks`, `tiled_decode`: `MemoryOptions`."""
         from ..devices import resolve_device, resolve_dtype
         from .pipeline import MemoryOptions
 
@@ -45,9 +45,10 @@ class Hallo3Pipeline:
         if dtype in (None, "auto"):
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         dtype = resolve_dtype(dtype, device)
-        memory = MemoryOptions(fp8=fp8, offload_blocks=offload_blocks)
+        memory = MemoryOptions(fp8=fp8, offload_blocks=offload_blocks, tiled_decode=tiled_decode)
         held = ["fp8 weights"] if fp8 else []
         held += [f"{offload_blocks} layers on the host"] if offload_blocks else []
+        held += ["tiled VAE decode"] if tiled_decode else []
         log.info("loading %s as %s on %s%s", files.describe(), str(dtype).removeprefix("torch."), device,
                  f" ({', '.join(held)})" if held else "")
         return cls(files, Hallo3Generator.from_model_folder(files.root, device=device, dtype=dtype,

@@ -136,6 +136,7 @@ class Hallo3Family:
         placement=None,
         fp8: bool | None = None,
         offload_blocks: int | None = None,
+        tiled_decode: bool | None = None,
         **options: Any,
     ) -> Hallo3Pipeline:
         """The pipeline for these files on `device` (None: the best there is) in `dtype` (None or "auto": bf16 on
@@ -145,8 +146,10 @@ class Hallo3Family:
         and the VAE always wait on the host and come to the GPU one at a time, for their own phase. `fp8`: the
         main DiT's layer matrices stored in float8 e4m3 (half their memory; a small drift, see
         benchmarks/results/hallo3-fp8-drift-cpu.md). `offload_blocks` N: N of its layers stay on the host and are
-        copied in for their own forward (slower, less memory, same output). `low_vram`: the 16 GB mode, fp8 and
-        half the layers on the host unless `fp8` / `offload_blocks` say otherwise. `placement`: where the networks
+        copied in for their own forward (slower, less memory, same output). `tiled_decode`: the VAE decodes in
+        spatial tiles (diffusers' tiling; ~4x less decoder memory, slightly different frames). `low_vram`: the
+        16 GB mode, all three (half the layers on the host) unless `fp8` / `offload_blocks` / `tiled_decode` say
+        otherwise. `placement`: where the networks
         wait and compute (`devices.Placement`'s interface). Hallo's other speed-ups (attention kernels other than
         PyTorch's, compile) are refused before anything loads."""
         from .loading import read_model_config
@@ -180,20 +183,21 @@ class Hallo3Family:
         memory = MemoryOptions(
             fp8=memory.fp8 if fp8 is None else fp8,
             offload_blocks=memory.offload_blocks if offload_blocks is None else offload_blocks,
+            tiled_decode=memory.tiled_decode if tiled_decode is None else tiled_decode,
         ).check(layers)
         from .animate import Hallo3Pipeline
 
         return Hallo3Pipeline.load(files, device=device, dtype=dtype, placement=placement, fp8=memory.fp8,
-                                   offload_blocks=memory.offload_blocks)
+                                   offload_blocks=memory.offload_blocks, tiled_decode=memory.tiled_decode)
 
 
 def low_vram_memory(num_layers: int):
-    """What `low_vram` means for Hallo3: fp8 storage and half of the main DiT's layers streamed from the host (21
-    of the release's 42): the phases holding the main DiT then peak near 10 GB (the estimate's `low-VRAM` mode),
-    leaving the VAE decode as the largest phase."""
+    """What `low_vram` means for Hallo3 (the estimate's `low-VRAM` mode): fp8 storage, half of the main DiT's
+    layers streamed from the host (21 of the release's 42) and the VAE decode in tiles, so that no phase needs the
+    ~16 GB of the release's untiled decode."""
     from .pipeline import MemoryOptions
 
-    return MemoryOptions(fp8=True, offload_blocks=num_layers // 2)
+    return MemoryOptions(fp8=True, offload_blocks=num_layers // 2, tiled_decode=True)
 
 
 @dataclass(frozen=True)

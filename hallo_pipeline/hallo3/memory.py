@@ -28,6 +28,8 @@ def fp8_scale(weight: torch.Tensor) -> float:
     Per tensor, so small weights use e4m3's normal range instead of its coarse subnormals (|w| < 2^-6 would keep
     at most 2 bits there); a power of two, so that the upcast `w8 * scale` is exact in any dtype and the only
     rounding is the one of the cast to fp8."""
+    if weight.is_meta:  # shapes only (benchmarks/hallo3_memory_estimate.py): any scale has the same size
+        return 1.0
     amax = weight.detach().abs().max().float().item()
     if amax == 0 or not math.isfinite(amax):
         return 1.0
@@ -105,6 +107,9 @@ class HostCopy:
         self.tensors: dict[str, torch.Tensor] = {}
         pin = torch.cuda.is_available()
         for name, tensor in self._slots():
+            if tensor.is_meta:  # the memory estimate: the "host" copy stays shapes only
+                self.tensors[name] = tensor.detach()
+                continue
             host = tensor.detach().to("cpu")
             self.tensors[name] = host.pin_memory() if pin else host
         self._empty()
@@ -121,7 +126,8 @@ class HostCopy:
     def resident(self, device: torch.device) -> Iterator[None]:
         slots = dict(self._slots())
         for name, host in self.tensors.items():
-            slots[name].data = host.to(device, non_blocking=True)
+            # On meta a real copy is made even to meta, so the estimate counts the layer's buffer as a GPU would.
+            slots[name].data = host.to(device, non_blocking=True, copy=host.is_meta)
         try:
             yield
         finally:

@@ -41,14 +41,17 @@ def default_placement(device: torch.device) -> Placement:
 @dataclass(frozen=True)
 class MemoryOptions:
     """How the main DiT is held (`memory.py`): fp8 weight storage, and how many of its layers stream from the
-    host. Both off by default; both change nothing but memory and speed, except fp8's rounding of the weights."""
+    host, and whether the VAE decodes in tiles. All off by default; streaming changes only memory and speed, fp8
+    rounds the weights and tiling changes the decoder's frames a little (benchmarks/results/hallo3-fp8-drift-cpu.md)."""
 
     fp8: bool = False
     offload_blocks: int = 0
+    tiled_decode: bool = False  # the VAE decodes in spatial tiles (diffusers' tiling): ~4x less, other frames
 
     def check(self, num_layers: int) -> "MemoryOptions":
-        if not isinstance(self.fp8, bool):
-            raise InputError(f"fp8 must be true or false, got {self.fp8!r}", "fp8")
+        for name in ("fp8", "tiled_decode"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}", name)
         blocks = self.offload_blocks
         if isinstance(blocks, bool) or not isinstance(blocks, int) or not 0 <= blocks <= num_layers:
             raise InputError(
@@ -76,10 +79,11 @@ class Hallo3Generator:
     `placement.use(...)` of itself. Default: nothing moves, everything computes where the main DiT lies."""
 
     def __init__(self, nets, vae, text_encoder, audio_encoder, config: Hallo3Config, models_dir: Path | None = None,
-                 placement: Placement | None = None):
+                 placement: Placement | None = None, memory: MemoryOptions = MemoryOptions()):
         self.nets, self.vae, self.config = nets, vae, config
         self.text_encoder, self.audio_encoder = text_encoder, audio_encoder
         self.models_dir = models_dir
+        self.memory = memory
         self.placement = placement if placement is not None else Placement(next(nets.main.parameters()).device)
         self._faces = None
         self._prompts: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -116,7 +120,7 @@ class Hallo3Generator:
             placement.home(module)
         # wav2vec2 stays float32 and on the device: its features are small, and the release runs it so.
         audio = AudioEncoder.from_models_dir(root, device=placement.device)
-        return cls(nets, models.vae, models.text_encoder, audio, models.config, root, placement)
+        return cls(nets, models.vae, models.text_encoder, audio, models.config, root, placement, memory)
 
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         """T5's states of `prompt` (1, L, D) float32 on the host; T5 computes inside `placement.use`, and the last
@@ -197,4 +201,4 @@ class Hallo3Generator:
         settings = LoopSettings.from_config(self.config, steps=steps, guidance=guidance)
         noise = noise if noise is not None else SeededNoise(seed)
         return generate_segments(self.nets, self.vae, conditions, noise, settings, placement=self.placement,
-                                 on_step=on_step)
+                                 tiled_decode=self.memory.tiled_decode, on_step=on_step)

@@ -166,6 +166,7 @@ def generate_segments(
     settings: LoopSettings = LoopSettings(),
     *,
     placement: Placement | None = None,
+    tiled_decode: bool = False,
     on_step: Callable[[int, Step, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> Iterator[SegmentOutput]:
     """Run the loop on `placement.device` (default: where the main DiT is, nothing moved); `on_step(segment, step,
@@ -175,7 +176,8 @@ def generate_segments(
     reference DiT once per video for the bank, the main DiT for the bank's K/V and each segment's sampling, the
     VAE again for the decode. With an offload device set, the main DiT is thus off the device while the VAE
     decodes (the decode's activations are the largest of the loop); the reference K/V (all layers) and the face
-    tokens stay on the device for the whole video."""
+    tokens stay on the device for the whole video. `tiled_decode`: the VAE decodes in spatial tiles (less memory,
+    slightly different frames; `Hallo3VAE._decode_tiled`)."""
     _check(conditions, settings)
     main, ref_dit = nets.main, nets.reference
     vae_model = getattr(vae, "model", None)  # a stand-in VAE without a module has nothing to move
@@ -229,7 +231,8 @@ def generate_segments(
                 callback=step_callback,
             )
         with placement.use(*vae_modules):
-            decoded = vae.decode(to_latent_frames(latent), output_device="cpu").to(torch.float32)
+            tiling = {"tiled": True} if tiled_decode else {}
+            decoded = vae.decode(to_latent_frames(latent), output_device="cpu", **tiling).to(torch.float32)
         frames = output_frames(decoded)
         motion = next_motion(frames, settings).to(device)
         new = frames[settings.motion_frames :][: conditions.frames - done]

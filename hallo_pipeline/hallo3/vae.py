@@ -10,6 +10,7 @@ in the release's chunks, carrying the causal-convolution cache from chunk to chu
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,12 +234,14 @@ class Hallo3VAE:
         return (mean + std * noise.to(mean)) * self.scale_factor
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, output_device: str | torch.device | None = None) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, output_device: str | torch.device | None = None, tiled: bool = False
+               ) -> torch.Tensor:
         """Scaled latents (b, z, t, h, w) -> frames (b, 3, 1 + 4 (t - 1), H, W), ~[-1, 1], not clamped."""
-        return self.decode_unscaled(latents.to(self.device, self.dtype) / self.scale_factor, output_device)
+        return self.decode_unscaled(latents.to(self.device, self.dtype) / self.scale_factor, output_device, tiled)
 
     @torch.no_grad()
-    def decode_unscaled(self, z: torch.Tensor, output_device: str | torch.device | None = None) -> torch.Tensor:
+    def decode_unscaled(self, z: torch.Tensor, output_device: str | torch.device | None = None, tiled: bool = False
+                        ) -> torch.Tensor:
         """The decoder on latents already divided by the scale factor, chunk by chunk (`decode_chunks`).
 
         The chunks are ours rather than diffusers' `decode` frame batching: they decide the output (the
@@ -250,6 +253,8 @@ class Hallo3VAE:
             raise InputError(f"latents of shape {tuple(z.shape)} cannot be decoded: expected (batch, "
                              f"{self.config.z_channels}, frames, height, width)", "latents")
         z = z.to(self.device, self.dtype)
+        if tiled:
+            return self._decode_tiled(z, output_device)
         cache = None
         frames = []
         for start, end in decode_chunks(z.shape[2]):
@@ -257,3 +262,32 @@ class Hallo3VAE:
             frames.append(out if output_device is None else out.to(output_device))
         del cache  # the release clears its cache after the last chunk; ours dies with this call
         return torch.cat(frames, dim=2)
+
+    def _decode_tiled(self, z: torch.Tensor, output_device: str | torch.device | None) -> torch.Tensor:
+        """diffusers' spatial tiling of the CogVideoX decoder (off unless asked: it changes the frames): tiles of
+        half the frame's height and width, overlapping by 1/6 of a tile's height and 1/5 of its width (3 x 3 tiles
+        at 480 x 720, the last row and column narrower), blended linearly across the overlaps. For 480 x 720 these
+        are diffusers' own defaults, chosen by its authors for that size; the decoder's activations shrink about
+        4x (benchmarks/results/hallo3-full-estimate-bf16.md). Within each tile the latent
+        frames go through the decoder in the release's chunks with the causal cache carried (diffusers'
+        `tiled_decode` splits time as `decode_chunks` does)."""
+        f = self.config.spatial_factor
+        rows, cols = tile_latents(z.shape[-2], z.shape[-1])
+        self.model.enable_tiling(tile_sample_min_height=rows * f, tile_sample_min_width=cols * f,
+                                 tile_overlap_factor_height=1 / 6, tile_overlap_factor_width=1 / 5)
+        try:
+            frames = self.model.tiled_decode(z, return_dict=False)[0]
+        finally:
+            self.model.disable_tiling()
+        expected = (z.shape[-2] * f, z.shape[-1] * f)
+        if tuple(frames.shape[-2:]) != expected:  # a tiling that does not add up must never pass silently
+            raise RuntimeError(f"the tiled decode made {tuple(frames.shape[-2:])} frames for {expected}")
+        return frames if output_device is None else frames.to(output_device)
+
+
+def tile_latents(height: int, width: int) -> tuple[int, int]:
+    """Latent rows and columns of one decode tile: about half the latent frame, rounded up to a multiple of 6 rows
+    and 5 columns. diffusers steps from tile to tile by int(tile x (1 - overlap)) latents but keeps
+    tile x (1 - overlap) pixels x 8 of each, so only these multiples (for its overlaps of 1/6 and 1/5) tile the
+    frame exactly; 60 x 90 latents (480 x 720) give its defaults, 30 x 45."""
+    return 6 * math.ceil(height / 12), 5 * math.ceil(width / 10)

@@ -95,15 +95,15 @@ def test_the_family_fills_in_its_defaults(folder, tmp_path, monkeypatch) -> None
     assert seen["prompt"] == DEFAULT_PROMPT
 
 
-@pytest.mark.parametrize("options, fp8, blocks", [
-    ([], False, 0),
-    (["--fp8"], True, 0),
-    (["--offload-blocks", "1"], False, 1),
-    (["--fp8", "--offload-blocks", "1"], True, 1),
-    (["--low-vram"], True, "half"),
-    (["--low-vram", "--offload-blocks", "0"], True, 0),
-], ids=["default", "fp8", "offload", "fp8-offload", "low-vram", "low-vram-no-offload"])
-def test_memory_options_reach_the_loader(folder, tmp_path, monkeypatch, options, fp8, blocks) -> None:
+@pytest.mark.parametrize("options, fp8, blocks, tiled", [
+    ([], False, 0, False),
+    (["--fp8"], True, 0, False),
+    (["--offload-blocks", "1"], False, 1, False),
+    (["--fp8", "--offload-blocks", "1", "--tiled-decode"], True, 1, True),
+    (["--low-vram"], True, "half", True),
+    (["--low-vram", "--offload-blocks", "0"], True, 0, True),
+], ids=["default", "fp8", "offload", "all-three", "low-vram", "low-vram-no-offload"])
+def test_memory_options_reach_the_loader(folder, tmp_path, monkeypatch, options, fp8, blocks, tiled) -> None:
     from hallo_pipeline import families
     from hallo_pipeline.hallo3 import animate
     from hallo_pipeline.hallo3.loading import read_model_config
@@ -122,7 +122,8 @@ def test_memory_options_reach_the_loader(folder, tmp_path, monkeypatch, options,
     with pytest.raises(Stop):
         _animate(folder, ASTRONAUT, audio, tmp_path / "out.mp4", *options)
     layers = read_model_config(families.locate(folder, "hallo3").weights)[0].dit.num_layers
-    assert (seen["fp8"], seen["offload_blocks"]) == (fp8, layers // 2 if blocks == "half" else blocks)
+    expected = (fp8, layers // 2 if blocks == "half" else blocks, tiled)
+    assert (seen["fp8"], seen["offload_blocks"], seen["tiled_decode"]) == expected
 
 
 def test_a_low_vram_run_makes_the_video(folder, working_size, tmp_path) -> None:

@@ -148,3 +148,25 @@ def test_bad_frames_are_named(small_vae: Hallo3VAE) -> None:
         small_vae.moments(torch.zeros(1, 3, 1, 9, 16))
     with pytest.raises(InputError, match="cannot be decoded"):
         small_vae.decode(torch.zeros(1, 5, 1, 4, 8))
+
+
+def test_tiles_of_the_release_size_are_diffusers_defaults() -> None:
+    from hallo_pipeline.hallo3.vae import tile_latents
+
+    assert tile_latents(60, 90) == (30, 45)
+
+
+@pytest.mark.parametrize("height, width", [(8, 12), (6, 10), (4, 6), (9, 13)])
+def test_a_tiled_decode_covers_the_frame_exactly(height: int, width: int) -> None:
+    """Any latent size: the tiled frames have the untiled ones' shape, and differ from them only a little."""
+    from hallo_pipeline.hallo3.vae import Hallo3VAE, VAEConfig, build_vae
+
+    torch.manual_seed(0)
+    config = VAEConfig(ch=8, ch_mult=(1, 2, 2, 4), num_res_blocks=1, norm_groups=4)
+    vae = Hallo3VAE(build_vae(config, "cpu").eval(), config)
+    z = torch.randn(1, config.z_channels, 3, height, width)
+    whole, tiled = vae.decode(z), vae.decode(z, tiled=True)
+    assert tiled.shape == whole.shape
+    rms = (tiled - whole).pow(2).mean().sqrt() / whole.pow(2).mean().sqrt()
+    assert 0 < rms < 0.5
+    assert not vae.model.use_tiling  # switched off again
