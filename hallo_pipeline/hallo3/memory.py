@@ -58,7 +58,8 @@ class Fp8Linear(nn.Linear):
 
     def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
         """The weight in `dtype` (exact: fp8 values times a power of two are representable in bf16/fp16/fp32)."""
-        return self.weight.to(dtype) * self.weight_scale.to(dtype)
+        # One matrix-sized temporary, scaled in place.
+        return self.weight.to(dtype).mul_(self.weight_scale.to(dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)

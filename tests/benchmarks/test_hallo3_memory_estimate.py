@@ -1,26 +1,14 @@
-"""The Hallo3 segment memory estimate on the tiny config: its bookkeeping and the ordering of the modes."""
+"""The Hallo3 memory estimate on the tiny config: the real generator on meta, its bookkeeping and the modes' order."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.hallo3_memory_estimate import (
-    DIT_PHASES,
-    MODES,
-    NEEDS,
-    PHASES,
-    build_meta_models,
-    estimate,
-    layers_to_offload,
-    markdown,
-    measure_phases,
-    mode_table,
-    peak_of,
-)
+from benchmarks.hallo3_memory_estimate import NETWORK_OF, PHASES, estimate, markdown
 
 
 @pytest.fixture(scope="module")
-def tiny_models():
+def tiny_result():
     from hallo_pipeline.hallo3.config import Hallo3Config
     from hallo_pipeline.hallo3.tiny_models import TINY_CONFIG
     from hallo_pipeline.hallo3.vae import VAEConfig
@@ -29,57 +17,47 @@ def tiny_models():
     width = config.dit.text_hidden_size
     t5 = dict(vocab_size=40, d_model=width, d_kv=width // 4, d_ff=2 * width, num_layers=1, num_heads=4,
               feed_forward_proj="gated-gelu")
-    return build_meta_models(config, VAEConfig.from_dict(TINY_CONFIG["vae"]), t5)
+    return config, estimate(config, VAEConfig.from_dict(TINY_CONFIG["vae"]), t5, offload_blocks=1,
+                            segments=1)["modes"]
 
 
-@pytest.fixture(scope="module")
-def tiny_result(tiny_models):
-    return estimate(tiny_models)
+def test_every_mode_runs_every_phase_and_totals_add_up(tiny_result) -> None:
+    _, runs = tiny_result
+    assert {"all resident", "default", "fp8", "fp8 + offload 1", "tiled decode", "low-VRAM"} == set(runs)
+    for run in runs.values():
+        assert set(run["phases"]) == set(PHASES)
+        for phase, row in run["phases"].items():
+            assert row["total"] == row["weights"] + row["activations"] and row["activations"] > 0, phase
+        assert run["peak"] == max(row["total"] for row in run["phases"].values())
 
 
-def test_every_mode_has_every_phase_and_totals_add_up(tiny_result) -> None:
-    assert set(MODES) <= set(tiny_result["modes"])
-    for rows in tiny_result["modes"].values():
-        assert set(rows) == set(NEEDS)
-        for row in rows.values():
-            assert row["total"] == row["weights"] + row["carried"] + row["activations"]
+def test_each_phase_holds_the_weights_of_its_network_only(tiny_result) -> None:
+    _, runs = tiny_result
     for phase in PHASES:
-        assert tiny_result["phases"][phase]["peak"] > 0, phase  # each phase really ran and allocated
+        weights = runs["default"]["weights"]
+        assert runs["default"]["phases"][phase]["weights"] == weights[NETWORK_OF[phase]], phase
+        assert runs["all resident"]["phases"][phase]["weights"] == sum(weights.values()), phase
 
 
-def test_each_phase_holds_at_least_the_weights_it_runs(tiny_models, tiny_result) -> None:
-    weights = tiny_models.weights()
-    for phase, rows in zip(PHASES, (tiny_result["modes"]["default"][p] for p in PHASES)):
-        assert rows["total"] >= sum(weights[n] for n in NEEDS[phase]) + rows["activations"], phase
-        assert tiny_result["modes"]["release"][phase]["total"] >= sum(weights.values()), phase
-
-
-def test_the_modes_order_release_default_fp8(tiny_result) -> None:
-    peaks = {mode: tiny_result["peaks"][mode]["bytes"] for mode in MODES}
-    assert peaks["default"] < peaks["release"]
-    assert peaks["fp8"] <= peaks["default"]
-    for phase in DIT_PHASES:  # fp8 stores the main DiT's matrices in one byte, whatever it upcasts
-        assert tiny_result["modes"]["fp8"][phase]["weights"] < tiny_result["modes"]["default"][phase]["weights"]
-    assert tiny_result["weights_fp8_main"] < tiny_result["weights"]["main"]
-
-
-def test_reference_kv_is_one_key_and_value_row_per_layer_and_frame_token(tiny_models, tiny_result) -> None:
-    dit = tiny_models.config.dit
-    element = next(tiny_models.nets.main.parameters()).element_size()
-    assert tiny_result["kv_bytes"] == dit.num_layers * 2 * dit.tokens_per_frame * dit.hidden_size * element
-
-
-def test_offloading_picks_the_fewest_layers_that_fit(tiny_models) -> None:
-    phases = measure_phases(tiny_models)
-    fp8_peak = peak_of(mode_table(tiny_models, phases)["fp8"], DIT_PHASES)[1]
-    assert layers_to_offload(tiny_models, phases, fp8_peak) == 0
-    n = layers_to_offload(tiny_models, phases, fp8_peak - 1)
-    if n is not None:
-        assert n > 0
-        assert peak_of(mode_table(tiny_models, phases, n)[f"fp8+offload {n}"], DIT_PHASES)[1] <= fp8_peak - 1
+def test_the_modes_lower_what_they_promise(tiny_result) -> None:
+    config, runs = tiny_result
+    main = {mode: run["phases"]["main_dit"] for mode, run in runs.items()}
+    assert runs["default"]["peak"] < runs["all resident"]["peak"]
+    assert main["fp8"]["weights"] < main["default"]["weights"]
+    assert runs["fp8 + offload 1"]["weights"]["main"] < runs["fp8"]["weights"]["main"]
+    decode = {mode: run["phases"]["vae_decode"]["total"] for mode, run in runs.items()}
+    assert decode["tiled decode"] < decode["default"] and decode["low-VRAM"] == decode["tiled decode"]
+    # Only the main DiT changes with fp8 / streaming; the other phases are the default's.
+    for phase in ("t5_encode", "vae_encode", "reference_bank"):
+        assert runs["low-VRAM"]["phases"][phase] == runs["default"]["phases"][phase], phase
+    dit = config.dit
+    assert runs["default"]["kv_bytes"] == dit.num_layers * 2 * dit.tokens_per_frame * dit.hidden_size * 2  # bf16
 
 
 def test_markdown_names_every_mode_and_phase(tiny_result) -> None:
-    text = markdown(tiny_result, "python -m benchmarks.hallo3_memory_estimate", "tiny")
-    for name in [*tiny_result["modes"], *PHASES]:
+    _, runs = tiny_result
+    text = markdown({"modes": runs}, "python -m benchmarks.hallo3_memory_estimate", "tiny")
+    for name in runs:
         assert f"| {name} |" in text, name
+    for phase in PHASES:
+        assert f"| {phase}: " in text, phase
