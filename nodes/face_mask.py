@@ -109,11 +109,11 @@ class HalloFaceMask(io.ComfyNode):
                 image, image_size, face_expand_ratio, framing=framing, crop_scale=crop_scale,
                 multiple_faces=multiple_faces, allow_missing_identity=allow_missing_identity,
             )
-        maps = face.maps
-        masks = [map_to_mask(m, image_size) for m in (maps.full, maps.face, maps.lip)]
-        reference = chw_to_image((face.reference_image + 1) / 2)
-        region = map_to_mask(face.face_region[0], image_size)
-        return io.NodeOutput(face, *map(glue.to_output, (reference, *masks, region, _crop(face, image))))
+        shown = face.previews()
+        size = tuple(shown.reference.shape[-2:])
+        masks = [map_to_mask(m, size) for m in (shown.pose, shown.face, shown.lip, shown.face_region)]
+        reference = chw_to_image(shown.reference)
+        return io.NodeOutput(face, *map(glue.to_output, (reference, *masks, _crop(face, image))))
 
 
 def _crop(face, image):

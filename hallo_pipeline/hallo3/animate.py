@@ -18,21 +18,27 @@ from typing import Any
 import torch
 
 from ..config import FPS
-from ..errors import Cancelled
+from ..devices import Placement
 from ..progress import Progress
 from .family import DEFAULT_PROMPT, FAMILY, Hallo3Files, Hallo3Settings
 from .pipeline import Hallo3Generator
+from .stages import Hallo3Stages, step_callback
 
 log = logging.getLogger("hallo_pipeline")
 
 
-class Hallo3Pipeline:
-    def __init__(self, files: Hallo3Files, generator: Hallo3Generator):
-        self.files, self.generator = files, generator
+class Hallo3Pipeline(Hallo3Stages):
+    def __init__(self, files: Hallo3Files, generator: Hallo3Generator, placement: Placement | None = None,
+                 dtype: torch.dtype = torch.float32):
+        self.files, self.generator, self.dtype = files, generator, dtype
+        self.placement = placement if placement is not None else Placement(torch.device("cpu"))
+
+    # Every network is placed on its own (`placement.use`), so nothing is held through `placement.computing()`.
+    placement_core = None
 
     @classmethod
     def load(cls, files: Hallo3Files, device: str | torch.device | None = None,
-             dtype: str | torch.dtype | None = None) -> "Hallo3Pipeline":
+             dtype: str | torch.dtype | None = None, placement: Placement | None = None) -> "Hallo3Pipeline":
         """`dtype` None or "auto": bfloat16 on a GPU (the release runs its whole engine in bf16, SPEC §1; float16's
         narrow range is not what it was trained with), float32 on the CPU."""
         from ..devices import resolve_device, resolve_dtype
@@ -42,7 +48,8 @@ class Hallo3Pipeline:
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         dtype = resolve_dtype(dtype, device)
         log.info("loading %s as %s on %s", files.describe(), str(dtype).removeprefix("torch."), device)
-        return cls(files, Hallo3Generator.from_model_folder(files.root, device=device, dtype=dtype))
+        placement = placement if placement is not None else Placement(device)
+        return cls(files, Hallo3Generator.from_model_folder(files.root, device=device, dtype=dtype), placement, dtype)
 
     @property
     def variant(self) -> str:
@@ -93,12 +100,7 @@ class Hallo3Pipeline:
         segments, steps = segment_count(conditions.frames, stride), settings.steps
         log.info("%d frames in %d segment(s) of %d steps", conditions.frames, segments, steps)
 
-        def on_step(segment: int, step, x, denoised) -> None:
-            if progress is not None:
-                done = segment * steps + step.index + 1
-                progress(Progress(segment, segments, step.index + 1, steps, done, segments * steps))
-            if should_cancel is not None and should_cancel():
-                raise Cancelled("generation was cancelled")
+        on_step = step_callback(segments, steps, progress, should_cancel)
 
         with VideoWriter(target.path, fps=FPS, audio=waveform, sample_rate=sample_rate) as writer:
             for segment in self.generator.generate(

@@ -79,6 +79,8 @@ class Hallo3Family:
     modes: tuple[str, ...] = ()
     flags: dict[str, str] = {}
     text_prompt = True
+    half_precision = "bf16"
+    default_prompt = DEFAULT_PROMPT
 
     def locate(self, root: Path, variant: str = "auto") -> Hallo3Files:
         from .checkpoint import find_weights
@@ -137,14 +139,8 @@ class Hallo3Family:
     ) -> Hallo3Pipeline:
         """The pipeline for these files on `device` (None: the best there is) in `dtype` (None or "auto": bf16 on
         a GPU, as the release runs, fp32 on the CPU). Hallo's speed-ups (low_vram,
-        attention kernels other than PyTorch's, compile) are refused before anything loads, and so is a
-        `placement` (ComfyUI's model management), which only the nodes pass."""
-        if options.get("placement") is not None:
-            raise InputError(
-                f"variant 'hallo3' ({files.describe()}): Hallo3 is not wired into the ComfyUI nodes yet (issue #13); "
-                "generate with the command line for now: python -m hallo_pipeline animate --variant hallo3 ...",
-                "variant",
-            )
+        attention kernels other than PyTorch's, compile) are refused before anything loads. `placement` (the
+        nodes pass ComfyUI's model management) decides where each network waits and computes."""
         refused = []
         if low_vram:
             refused.append("low_vram (Hallo3 keeps every network on the device)")
@@ -158,7 +154,10 @@ class Hallo3Family:
                              refused[0].split(" ", 1)[0].split("=", 1)[0])
         from .animate import Hallo3Pipeline
 
-        return Hallo3Pipeline.load(files, device=device, dtype=dtype)
+        placement = options.get("placement")
+        if placement is not None and device is None:
+            device = placement.device
+        return Hallo3Pipeline.load(files, device=device, dtype=dtype, placement=placement)
 
 
 @dataclass(frozen=True)
