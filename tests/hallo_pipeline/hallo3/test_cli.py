@@ -235,3 +235,24 @@ def test_auto_precision_is_the_releases_bf16_on_a_gpu(folder, monkeypatch) -> No
     families.load_pipeline(files, dtype="auto")
     families.load_pipeline(files, dtype="fp16")
     assert seen == [("cpu", torch.float32), ("cuda", torch.bfloat16), ("cuda", torch.float16)]
+
+
+def test_the_face_the_nodes_hold_pastes_back_or_says_why_not(folder, working_size) -> None:
+    """`Hallo3Pipeline.analyze_face` (the face node's call) gives a `Hallo3Face` that pastes frames of the working
+    size back into the photo; a stretch face says that there is nothing to paste into."""
+    import numpy as np
+
+    from hallo_pipeline import families
+    from hallo_pipeline.errors import InputError
+
+    pipeline = families.load_pipeline(families.locate(folder, "hallo3"), device="cpu")
+    photo = astronaut(0, 64, 512, 384)
+    face = pipeline.analyze_face(photo, framing="crop", crop_scale=2.0, face_expand_ratio=1.3,
+                                 multiple_faces="largest", allow_missing_identity=True)
+    assert face.working_size == working_size and face.framing.crop_scale == 2.0
+    frame = np.zeros((*working_size, 3), np.uint8)
+    assert face.paste_back(max_side=200, feather=0.1, color_match=False).paste(frame).shape == (200, 150, 3)
+    stretched = pipeline.analyze_face(photo, framing="stretch")
+    assert stretched.framing is None and stretched.portrait.image.shape[-2:] == working_size
+    with pytest.raises(InputError, match="framing='stretch'"):
+        stretched.paste_back()
