@@ -110,7 +110,7 @@ class HalloSampler(io.ComfyNode):
 SETTING_INPUTS = {
     "steps": "steps", "guidance_scale": "cfg", "seed": "seed", "clip_length": "audio", "pose_weight": "pose_weight",
     "face_weight": "face_weight", "lip_weight": "lip_weight", "start_frame": "start_frame", "end_frame": "end_frame",
-    "previous": "previous", "prompt": "prompt",
+    "previous": "previous", "prompt": "prompt", "mode": "mode",
 }
 
 

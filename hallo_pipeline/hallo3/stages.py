@@ -20,10 +20,11 @@ from typing import Any
 
 import torch
 
-from ..config import FPS
+from ..config import CROP_SCALE, FPS
 from ..errors import Cancelled, InputError
 from ..frames import FrameSegment
 from ..progress import Progress
+from .face import Hallo3Face
 from .family import DEFAULT_PROMPT, FAMILY, Hallo3Settings, check_prompt, refuse_hallo_options
 
 AUTO = "auto"
@@ -65,23 +66,30 @@ def step_callback(segments: int, steps: int, progress: Callable[[Progress], None
 
 
 class Hallo3Stages:
-    """Mixed into `Hallo3Pipeline` (which provides `generator`, `files`, `placement`)."""
+    """Mixed into `Hallo3Pipeline` (which provides `generator`, `files`, `placement`, `dtype`)."""
 
     generator: Any
     files: Any
     placement: Any
+    dtype: torch.dtype
 
     # ------------------------------------------------------------------------------------------
     # 1. face
     # ------------------------------------------------------------------------------------------
-    def analyze_face(self, image, image_size: int | None = None, face_expand_ratio: float | None = None,
-                     **options):
-        """The portrait prepared for Hallo3 (`face.Hallo3Face`); options: framing, crop_scale,
-        multiple_faces, allow_missing_identity. `image_size` must stay Hallo's default: Hallo3 works at its
-        weights' own size."""
+    def analyze_face(self, image, image_size: int | None = None, face_expand_ratio: float | None = None, *,
+                     framing: str = "crop", crop_scale: float = CROP_SCALE.default, multiple_faces: str = "error",
+                     allow_missing_identity: bool = False) -> Hallo3Face:
+        """The photo analysed for these weights (`face.analyze_face`): what the face node holds, and later
+        pastes the frames back with (`Hallo3Face.paste_back`). `image_size` must stay Hallo's default (Hallo3
+        works at its weights' own size); `face_expand_ratio` None: the release's 1.2 for the face box."""
+        from .preprocess import FACE_BOX_EXPAND_RATIO
+
         if image_size is not None:
             refuse_hallo_options(image_size=image_size)
-        return self.generator.analyze_face(image, face_expand_ratio=face_expand_ratio, **options)
+        return self.generator.analyze_face(
+            image, framing, crop_scale, FACE_BOX_EXPAND_RATIO if face_expand_ratio is None else face_expand_ratio,
+            multiple_faces=multiple_faces, allow_missing_identity=allow_missing_identity,
+        )
 
     # ------------------------------------------------------------------------------------------
     # 2. audio
@@ -135,7 +143,7 @@ class Hallo3Stages:
         480 x 720 segment in bf16, with the reference K/V and inputs 4.83 GB); it scales with the latent grid
         and the dtype's width, so 5 GB per 480 x 720 at 2 bytes, with allocator slack."""
         height, width = reference.working_size
-        itemsize = torch.finfo(self.generator.dtype).bits // 8
+        itemsize = torch.finfo(self.dtype).bits // 8
         return int(5e9 * (height * width) / (480 * 720) * itemsize / 2)
 
     def text_states(self, prompt: str) -> torch.Tensor:
@@ -164,7 +172,6 @@ class Hallo3Stages:
         """The video's frames from the start up to `end_frame` (None: the whole audio), as the command line
         writes them (the release's uint8 rounding, a square photo's crop), in [0, 1]. Hallo3 renders from the
         first frame in one go: a later `start_frame` or a `previous` segment is refused."""
-        from .preprocess import frames_to_uint8
         from .segments import LoopSettings, VideoConditions, segment_count
 
         if not isinstance(reference, Hallo3Reference):
@@ -188,7 +195,8 @@ class Hallo3Stages:
         text = self.text_states(prompt or DEFAULT_PROMPT)
         conditions = VideoConditions(
             image=reference.portrait.image, reference=reference.portrait.reference,
-            face_embedding=reference.face.embedding, text=text, audio=audio.features, frames=audio.frames,
+            face_embedding=reference.face.embedding.reshape(1, -1), text=text, audio=audio.features,
+            frames=audio.frames,
         )
         segments = segment_count(end, stride)
         steps = settings.steps
@@ -197,7 +205,7 @@ class Hallo3Stages:
         parts = []
         for segment in self.generator.generate(conditions, settings.seed, steps=steps,
                                                guidance=settings.guidance_scale, on_step=on_step):
-            u8 = frames_to_uint8(segment.frames, square=reference.portrait.square)
+            u8 = torch.from_numpy(reference.face.video_frames(segment.frames))
             parts.append(u8.permute(0, 3, 1, 2).float().div(255))
             if segment.index + 1 >= segments:
                 break

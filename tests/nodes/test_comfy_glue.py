@@ -44,6 +44,7 @@ def test_precision_auto_follows_comfyui(comfy) -> None:
     assert glue.choose_dtype("auto", torch.device("cpu")) == torch.float32
     mm.fp16_supported, mm.bf16_supported = True, True
     assert glue.choose_dtype("auto", gpu) == torch.float16
+    assert glue.choose_dtype("auto", gpu, half="bf16") == torch.bfloat16  # a family trained in bf16 (Hallo3)
     mm.fp16_supported = False
     assert glue.choose_dtype("auto", gpu) == torch.bfloat16
     assert (glue.choose_dtype("fp32", gpu) == torch.float32
