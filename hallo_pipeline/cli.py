@@ -101,13 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--face-expand-ratio", type=_option(FACE_EXPAND_RATIO),
                    default=FACE_EXPAND_RATIO.default, help=f"face box enlargement ({_range(FACE_EXPAND_RATIO)})")
     a.add_argument("--framing", default="crop", choices=FRAMING_OPTIONS,
-                   help="crop (default): animate a square around the face and paste it back into the whole photo, "
-                   "so the video has the photo's size; stretch: squeeze the whole photo into a --size square and "
-                   "write those square frames, as the original release does. The framing options (this, --crop-scale, "
-                   "--max-side, --feather, --no-color-match) apply to Hallo only: Hallo3 scales and centre-crops the "
-                   "photo to 720x480 as its release does (a square photo gives 480x480)")
+                   help="crop (default): animate the face's surroundings (a square for Hallo, a 3:2 rectangle for "
+                   "Hallo3) and paste them back into the whole photo, so the video has the photo's size; stretch: "
+                   "what the original releases do: Hallo squeezes the whole photo into a --size square, Hallo3 "
+                   "scales and centre-crops it to 720x480 (a square photo gives 480x480), and those frames are the "
+                   "video (--max-side, --feather and --no-color-match then stay unset)")
     a.add_argument("--crop-scale", type=_option(CROP_SCALE), default=CROP_SCALE.default,
-                   help=f"side of the square around the face, in face heights ({_range(CROP_SCALE)}: "
+                   help=f"the crop's shorter side (a square's side), in face heights ({_range(CROP_SCALE)}: "
                    "head, hair and neck)")
     a.add_argument("--max-side", type=_option(MAX_SIDE), default=MAX_SIDE.default,
                    help="cap the video's long side at this many pixels (default 0: the photo's own size); crop only")

@@ -14,8 +14,9 @@ from typing import Any
 # The attention kernels a user can choose (`attention_backends.select_kernel` says what each needs);
 # here rather than there so the command line and the nodes list them without importing torch.
 ATTENTION_OPTIONS = ("auto", "sdpa", "flash", "sage")
-# How a photo becomes the square the model sees (`framing.py`): a square crop around the face, pasted
-# back into the photo afterwards (the default), or the release's resize of the whole photo to a square.
+# How a photo becomes the picture the model sees (`framing.py`): a crop around the face of the working
+# size's shape (Hallo's square, Hallo3's 3:2), pasted back into the photo afterwards (the default), or the
+# release's geometry for the whole photo (Hallo: resized to a square; Hallo3: scaled and centre-cropped).
 FRAMING_OPTIONS = ("crop", "stretch")
 
 
@@ -73,6 +74,8 @@ CLIP_LENGTH = Limit("clip_length", 16, 2, 1000, True, "Hallo was trained with 16
 # test portrait and scikit-image's astronaut): the hair top lies 0.99-1.02 oval sides above the oval's
 # centre, so 2 x 1.02 = 2.04 just reaches it, and 2.04 / (1 - 2 x 0.05) = 2.27 also keeps the default
 # feather band (5% of the crop side) on the background above the hair; the neck to the collar fits below.
+# A rectangular crop (Hallo3) applies it to its shorter side, the height of a 3:2 one: the same fit from top
+# to bottom, more shoulders and background to the sides.
 CROP_SCALE = Limit("crop_scale", 2.3, 1.0, 6.0, False, "2.3 fits head, hair and neck; 1 is the face box alone")
 FEATHER = Limit("feather", 0.05, 0.0, 0.5, False, "a fraction of the crop side; 0 is a hard edge")
 MAX_SIDE = Limit("max_side", 0, 0, 65536, True, "0 keeps the photo's size, else the output's long side in pixels")

@@ -38,6 +38,11 @@ class ModelFamily(Protocol):
     flags: Mapping[str, str]
     # Whether its runs take a text prompt: `check_inputs` and the pipeline's `animate` then take `prompt=`.
     text_prompt: bool
+    # The prompt a run without one uses ("" where text_prompt is False).
+    default_prompt: str
+    # The 16-bit precision its weights were trained and released in ("fp16" or "bf16"): what "auto" picks on a
+    # GPU that has it.
+    half_precision: str
 
     def locate(self, root: Path, variant: str = AUTO) -> ModelFolder:
         """The family's weights of `variant` ("auto": its first variant present) in an existing folder, or a
@@ -72,6 +77,11 @@ def variant_options() -> list[str]:
 def mode_options() -> list[str]:
     """The sampling `mode` choices of the nodes: auto, then every family's modes."""
     return [AUTO, *dict.fromkeys(m for family in FAMILIES for m in family.modes)]
+
+
+def default_prompts() -> dict[str, str]:
+    """Family name -> the prompt its runs use when given none, for the families steered by text."""
+    return {family.name: family.default_prompt for family in FAMILIES if family.text_prompt}
 
 
 def variant_flags() -> dict[str, str]:

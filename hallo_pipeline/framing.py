@@ -1,10 +1,14 @@
-"""Any photo in, the same photo out: a square crop around the face, and the way back into the photo.
+"""Any photo in, the same photo out: a crop around the face, and the way back into the photo.
 
     framing = choose_framing(face_box, width, height)      # geometry only, in source pixels
     portrait = crop_to_square(rgb, framing, 512)            # what the model sees
     paste = PasteBack(rgb, framing, max_side=1920)          # built once per video
     for frame in frames:                                    # one frame at a time (streaming)
         writer.write(paste.paste(frame))                    # the whole photo, moving
+
+The crop is a square by default (Hallo works on squares); `aspect` (crop width / height) gives a rectangle
+for a model with a rectangular working size (Hallo3's 720 x 480: `choose_framing(..., aspect=Fraction(720,
+480))`, `crop_to_size(rgb, framing, (480, 720))`); paste-back takes either.
 
 Only numpy and PIL: nothing heavy is imported, and the geometry needs no pixels at all.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Sequence
 
 import numpy as np
@@ -40,30 +45,56 @@ MIN_MAX_SIDE = 16
 STATS_SIZE = 256
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1; x1 and y1 exclusive
+# A generated frame may differ from the crop's aspect ratio by this much (a frame resized by someone else,
+# sides rounded to whole pixels); more is a frame of another crop, which would paste in distorted.
+ASPECT_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
 class Framing:
-    """The square crop of a photo in its own pixels: `side` x `side` from (x0, y0), which may reach
+    """The crop of a photo in its own pixels: `crop_width` x `crop_height` from (x0, y0), which may reach
     outside the `width` x `height` photo where the face is near a border or larger than the photo."""
 
     x0: int
     y0: int
-    side: int
-    width: int
+    crop_width: int
+    crop_height: int
+    width: int  # of the photo
     height: int
     crop_scale: float = CROP_SCALE.default
     fill: str = FILL
 
     def __post_init__(self) -> None:
-        if min(self.side, self.width, self.height) < 1:
-            raise ValueError(f"a framing needs positive sizes, got side={self.side} in {self.width}x{self.height}")
+        if min(self.crop_width, self.crop_height, self.width, self.height) < 1:
+            raise ValueError(f"a framing needs positive sizes, got a {self.crop_width}x{self.crop_height} crop in "
+                             f"{self.width}x{self.height}")
         if self.fill != FILL:
             raise ValueError(f"fill {self.fill!r} is not supported; only {FILL!r}")
 
+    @classmethod
+    def square(cls, x0: int, y0: int, side: int, width: int, height: int, **options) -> "Framing":
+        return cls(x0, y0, side, side, width, height, **options)
+
+    @property
+    def is_square(self) -> bool:
+        return self.crop_width == self.crop_height
+
+    @property
+    def side(self) -> int:
+        """The side of a square crop (Hallo's); a rectangle has two, `crop_width` and `crop_height`."""
+        if not self.is_square:
+            raise ValueError(f"a {self.crop_width}x{self.crop_height} framing is not square: use crop_width and "
+                             "crop_height")
+        return self.crop_width
+
+    @property
+    def crop_size(self) -> tuple[int, int]:
+        """(height, width) of the crop in the photo's pixels."""
+        return self.crop_height, self.crop_width
+
     @property
     def box(self) -> Box:
-        return self.x0, self.y0, self.x0 + self.side, self.y0 + self.side
+        return self.x0, self.y0, self.x0 + self.crop_width, self.y0 + self.crop_height
 
     @property
     def visible(self) -> Box:
@@ -96,20 +127,57 @@ def _place(centre: float, side: int, limit: int) -> int:
     return min(max(start, low), high)
 
 
+def _check_aspect(aspect: float | Fraction) -> float | Fraction:
+    if isinstance(aspect, bool) or not isinstance(aspect, (int, float, Fraction)):
+        raise InputError(f"aspect must be a positive number (crop width / height), got {aspect!r}", "aspect")
+    if not (math.isfinite(aspect) and aspect > 0):
+        raise InputError(f"aspect must be a positive number (crop width / height), got {aspect!r}", "aspect")
+    return aspect
+
+
+def _crop_sides(short: float, aspect: float | Fraction) -> tuple[int, int]:
+    """(width, height) of a crop whose shorter side is about `short` pixels. With a Fraction p/q the shorter
+    side is rounded to a multiple of its part of the ratio, so width / height is p/q exactly: the crop then
+    scales to the model's working size with no side rounded (a cover crop would cut a pixel row off)."""
+    if aspect == 1:
+        side = max(1, round(short))  # Hallo's square, computed as it always was
+        return side, side
+    if isinstance(aspect, Fraction):
+        p, q = aspect.numerator, aspect.denominator
+        unit = q if aspect > 1 else p  # the shorter side's part of the ratio
+        count = max(1, round(short / unit))
+        return count * p, count * q
+    if aspect > 1:
+        height = max(1, round(short))
+        return max(1, round(height * aspect)), height
+    width = max(1, round(short))
+    return width, max(1, round(width / aspect))
+
+
 def choose_framing(
-    face_box: Sequence[float], width: int, height: int, crop_scale: float = CROP_SCALE.default
+    face_box: Sequence[float],
+    width: int,
+    height: int,
+    crop_scale: float = CROP_SCALE.default,
+    aspect: float | Fraction = 1,
 ) -> Framing:
-    """The square crop around a face box (x0, y0, x1, y1, e.g. the face oval's `landmark_box`) in a
-    `width` x `height` photo: `crop_scale` x the box's longer side, centred on the box, kept inside
-    the photo where it fits."""
+    """The crop around a face box (x0, y0, x1, y1, e.g. the face oval's `landmark_box`) in a `width` x
+    `height` photo, centred on the box and kept inside the photo where it fits.
+
+    Its shorter side is `crop_scale` x the box's longer side, its width / height `aspect` (1: a square).
+    The shorter side carries the scale because that is the side the head has to fit in: a 3:2 crop at the
+    default 2.3 frames head, hair and neck as tightly from top to bottom as Hallo's square does (the face
+    the same size in the model's picture, measured on real portraits) and shows more shoulders and
+    background to the sides; scaling the longer side instead would crowd the head of a wide crop."""
     CROP_SCALE.check(crop_scale)
+    aspect = _check_aspect(aspect)
     if min(width, height) < 1:
         raise InputError(f"the photo must have a positive size, got {width}x{height}", "image")
     x0, y0, x1, y1 = _check_face_box(face_box)
-    side = max(1, round(crop_scale * max(x1 - x0, y1 - y0)))
-    left = _place((x0 + x1) / 2, side, width)
-    top = _place((y0 + y1) / 2, side, height)
-    return Framing(left, top, side, width, height, float(crop_scale))
+    crop_width, crop_height = _crop_sides(crop_scale * max(x1 - x0, y1 - y0), aspect)
+    left = _place((x0 + x1) / 2, crop_width, width)
+    top = _place((y0 + y1) / 2, crop_height, height)
+    return Framing(left, top, crop_width, crop_height, width, height, float(crop_scale))
 
 
 def check_framing_mode(framing: str) -> str:
@@ -121,18 +189,35 @@ def check_framing_mode(framing: str) -> str:
     return framing
 
 
-def frame_face(landmarks: np.ndarray, width: int, height: int, crop_scale: float = CROP_SCALE.default) -> Framing:
-    """The framing of a face from its (478, 2) landmarks in the photo's pixels: the square is
-    `crop_scale` x the face oval's box (the same box the face mask starts from)."""
+def frame_face(
+    landmarks: np.ndarray,
+    width: int,
+    height: int,
+    crop_scale: float = CROP_SCALE.default,
+    aspect: float | Fraction = 1,
+) -> Framing:
+    """The framing of a face from its (478, 2) landmarks in the photo's pixels: the crop's shorter side
+    is `crop_scale` x the face oval's box (the same box the face mask starts from); see `choose_framing`."""
     from .face.boxes import SILHOUETTE_IDS, landmark_box
 
-    return choose_framing(landmark_box(landmarks, SILHOUETTE_IDS), width, height, crop_scale)
+    return choose_framing(landmark_box(landmarks, SILHOUETTE_IDS), width, height, crop_scale, aspect)
 
 
-def landmarks_in_crop(landmarks: np.ndarray, framing: Framing, size: int) -> np.ndarray:
-    """Landmarks in the photo's pixels -> pixels of the crop resized to `size` x `size`. Exact, since
-    the crop is a plain translate-and-scale of the photo (mediapipe's points are continuous too)."""
-    return (np.asarray(landmarks, dtype=np.float64) - [framing.x0, framing.y0]) * (size / framing.side)
+def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:
+    """`size` (a square's side, or (height, width)) as (height, width) of positive whole pixels."""
+    pair = (size, size) if isinstance(size, (int, np.integer)) and not isinstance(size, bool) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in pair):
+        raise InputError(f"size must be a positive whole number of pixels or (height, width), got {size!r}", "size")
+    return int(pair[0]), int(pair[1])
+
+
+def landmarks_in_crop(landmarks: np.ndarray, framing: Framing, size: int | Sequence[int]) -> np.ndarray:
+    """Landmarks in the photo's pixels -> pixels of the crop resized to `size` (a square's side, or (height,
+    width)). Exact, since the crop is a plain translate-and-scale of the photo (mediapipe's points are
+    continuous too)."""
+    height, width = _size_pair(size)
+    scale = [width / framing.crop_width, height / framing.crop_height]
+    return (np.asarray(landmarks, dtype=np.float64) - [framing.x0, framing.y0]) * scale
 
 
 def _check_rgb(rgb: np.ndarray, framing: Framing, name: str) -> None:
@@ -179,27 +264,33 @@ def _project(
     return np.asarray(pixels), (cx0, cy0)
 
 
-def crop_to_square(rgb: np.ndarray, framing: Framing, size: int) -> np.ndarray:
-    """The framed square at `size` x `size` (uint8 RGB), resized with antialiasing; the part outside
-    the photo repeats its edge pixels (see `FILL`)."""
+def crop_to_size(rgb: np.ndarray, framing: Framing, size: int | Sequence[int]) -> np.ndarray:
+    """The framed crop at `size` (a square's side, or (height, width)) as uint8 RGB, resized with
+    antialiasing; the part outside the photo repeats its edge pixels (see `FILL`)."""
     _check_rgb(rgb, framing, "image")
-    if not isinstance(size, int) or size < 1:
-        raise InputError(f"size must be a positive whole number of pixels, got {size!r}", "size")
-    scale = size / framing.side
-    # The photo's own pixels are resampled where they land in the square, then the rest is filled:
-    # a square far larger than the photo never exists at source resolution.
+    height, width = _size_pair(size)
+    scale_x, scale_y = width / framing.crop_width, height / framing.crop_height
+    # The photo's own pixels are resampled where they land in the crop, then the rest is filled:
+    # a crop far larger than the photo never exists at source resolution.
     rect = (
-        -framing.x0 * scale,
-        -framing.y0 * scale,
-        (framing.width - framing.x0) * scale,
-        (framing.height - framing.y0) * scale,
+        -framing.x0 * scale_x,
+        -framing.y0 * scale_y,
+        (framing.width - framing.x0) * scale_x,
+        (framing.height - framing.y0) * scale_y,
     )
-    placed = _project(rgb, rect, (size, size), CROP_RESAMPLE)
+    placed = _project(rgb, rect, (width, height), CROP_RESAMPLE)
     if placed is None:  # cannot happen for a framing of this photo; a clear error if it does
         raise InputError("the framing does not overlap the photo", "framing")
     pixels, (left, top) = placed
-    pad = ((top, size - top - pixels.shape[0]), (left, size - left - pixels.shape[1]), (0, 0))
+    pad = ((top, height - top - pixels.shape[0]), (left, width - left - pixels.shape[1]), (0, 0))
     return np.pad(pixels, pad, mode="edge")
+
+
+def crop_to_square(rgb: np.ndarray, framing: Framing, size: int) -> np.ndarray:
+    """A square framing's crop at `size` x `size` (Hallo's portrait); see `crop_to_size`."""
+    if not isinstance(size, int) or size < 1:
+        raise InputError(f"size must be a positive whole number of pixels, got {size!r}", "size")
+    return crop_to_size(rgb, framing, (size, size))
 
 
 def output_size(width: int, height: int, max_side: int = MAX_SIDE.default) -> tuple[int, int]:
@@ -227,10 +318,23 @@ def _ramp(start: int, stop: int, near: float | None, far: float | None, band: fl
     return weight.astype(np.float32)
 
 
-def _frame_uint8(frame: np.ndarray) -> np.ndarray:
+def aspect_matches(frame_size: tuple[int, int], framing: Framing) -> bool:
+    """Whether an (h, w) frame has the crop's shape, up to whole-pixel rounding of either and ASPECT_TOLERANCE."""
+    (fh, fw), (ch, cw) = frame_size, framing.crop_size
+    mismatch = abs(fw * ch - cw * fh)  # |fw/fh - cw/ch| x fh x ch
+    return mismatch <= fh + ch or mismatch <= ASPECT_TOLERANCE * cw * fh
+
+
+def _frame_uint8(frame: np.ndarray, framing: Framing) -> np.ndarray:
     array = np.asarray(frame)
-    if array.ndim != 3 or array.shape[2] != 3 or array.shape[0] != array.shape[1] or array.shape[0] < 1:
-        raise InputError(f"a generated frame must be a square H x W x 3 image, got shape {array.shape}", "frame")
+    if array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 1:
+        raise InputError(f"a generated frame must be an H x W x 3 image, got shape {array.shape}", "frame")
+    if not aspect_matches(array.shape[:2], framing):
+        shape = "a square" if framing.is_square else f"{framing.crop_width} x {framing.crop_height} (width x height)"
+        raise InputError(
+            f"a generated frame of {array.shape[1]} x {array.shape[0]} pixels does not fit this crop: its frames "
+            f"must have the crop's shape, {shape}, at any size; was it made from another face?", "frame",
+        )
     if array.dtype == np.uint8:
         return array
     if not np.issubdtype(array.dtype, np.floating):
@@ -258,7 +362,8 @@ def check_paste_options(
 
 
 class PasteBack:
-    """Composites generated square frames back into the photo they were framed from.
+    """Composites generated frames (the crop's shape: square, or the framing's rectangle) back into the photo
+    they were framed from.
 
     Built once per video; `paste` takes one frame and returns the whole photo with it, so a long video
     of a large photo needs one output image of memory at a time, whatever its length.
@@ -278,10 +383,11 @@ class PasteBack:
         self.framing = framing
         self.size = output_size(framing.width, framing.height, max_side)
         self._base, self._scale = self._background(image)
-        self._mask_axes = self._mask(feather * framing.side)
+        # The band is a fraction of the shorter side (the side a square has): the face's scale in the crop.
+        self._mask_axes = self._mask(feather * min(framing.crop_size))
         self._blend_parts = _feathered_parts(*self._mask_axes)
         # Colour match: the photo's statistics now, the frame's on the first paste (then fixed).
-        self._target = _stats(crop_to_square(image, framing, min(STATS_SIZE, framing.side))) if color_match else None
+        self._target = _stats(crop_to_size(image, framing, _stats_size(framing))) if color_match else None
         self._correction: tuple[np.ndarray, np.ndarray] | None = None
 
     def _background(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
@@ -297,7 +403,7 @@ class PasteBack:
         return np.asarray(scaled).copy(), (width / image.shape[1], height / image.shape[0])
 
     def _footprint(self) -> tuple[float, float, float, float]:
-        """The crop square in output pixels (a rectangle where the cap scales the axes unevenly)."""
+        """The crop in output pixels (the cap may scale the axes a little unevenly)."""
         (x0, y0, x1, y1), (sx, sy) = self.framing.box, self._scale
         return x0 * sx, y0 * sy, x1 * sx, y1 * sy
 
@@ -323,8 +429,8 @@ class PasteBack:
         return np.round(np.clip(frame * gain + offset, 0, 255)).astype(np.uint8)
 
     def paste(self, frame: np.ndarray) -> np.ndarray:
-        """The photo at the output size with `frame` (square, uint8 or float in [0, 1]) in the crop."""
-        pixels = self._match_colours(_frame_uint8(frame))
+        """The photo at the output size with `frame` (the crop's shape, uint8 or float in [0, 1]) in the crop."""
+        pixels = self._match_colours(_frame_uint8(frame, self.framing))
         placed = _project(pixels, self._footprint(), self.size, PASTE_RESAMPLE)
         out = self._base.copy()
         if placed is None:
@@ -345,6 +451,12 @@ class PasteBack:
             blended += under
             target[part] = np.rint(blended, out=blended)
         return out
+
+
+def _stats_size(framing: Framing) -> tuple[int, int]:
+    """(height, width) the colour statistics are taken at: the crop, its longer side at most STATS_SIZE."""
+    scale = min(1.0, STATS_SIZE / max(framing.crop_size))
+    return tuple(max(1, round(side * scale)) for side in framing.crop_size)
 
 
 def _full_span(weights: np.ndarray) -> tuple[int, int]:

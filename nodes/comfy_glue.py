@@ -25,7 +25,7 @@ from ..hallo_pipeline.attention_backends import select_kernel
 from ..hallo_pipeline.config import ATTENTION_OPTIONS
 from ..hallo_pipeline.devices import Placement
 from ..hallo_pipeline.errors import InputError
-from ..hallo_pipeline.families import holds_weights
+from ..hallo_pipeline.families import family_of, holds_weights, locate
 from ..hallo_pipeline.families import load_pipeline as load_family_pipeline
 
 MODEL_FOLDER_KIND = "hallo"
@@ -77,14 +77,17 @@ def choose_devices(option: str) -> tuple[torch.device, torch.device]:
     return mm.get_torch_device(), mm.unet_offload_device()
 
 
-def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """auto: what ComfyUI would pick for a UNet on this device (fp16 first: the weights are stored in it)."""
+def choose_dtype(precision: str, device: torch.device, half: str = "fp16") -> torch.dtype:
+    """auto: what ComfyUI would pick for a model on this device, trying first the 16-bit precision the family
+    was trained in (`half`: Hallo's weights are fp16, Hallo3 runs in bf16, whose range fp16 lacks)."""
     if precision == "fp16":
         return torch.float16
     if precision == "bf16":
         return torch.bfloat16
     if precision == "fp32":
         return torch.float32
+    if half == "bf16" and mm.should_use_bf16(device):
+        return torch.bfloat16
     if mm.should_use_fp16(device):
         return torch.float16
     if mm.should_use_bf16(device):
@@ -132,9 +135,11 @@ class ComfyPlacement(Placement):
             self._manage([module])
         return module
 
-    def manage_core(self, net: torch.nn.Module) -> None:
-        """The net's parts that nothing homed (denoising UNet, FaceLocator, projections)."""
-        self._core = self._manage([m for m in net.children() if id(m) not in self._patchers])
+    def manage_core(self, net: torch.nn.Module | None) -> None:
+        """The net's parts that nothing homed (denoising UNet, FaceLocator, projections); None: the family homes
+        every network it has (Hallo3), so there is no core."""
+        if net is not None:
+            self._core = self._manage([m for m in net.children() if id(m) not in self._patchers])
 
     @property
     def patchers(self) -> list[ModelPatcher]:
@@ -152,7 +157,8 @@ class ComfyPlacement(Placement):
         self._computing += 1
         self._memory_required = memory_required
         try:
-            self._load([self._core])
+            if self._core is not None:
+                self._load([self._core])
             yield
         finally:
             self._computing -= 1
@@ -161,7 +167,8 @@ class ComfyPlacement(Placement):
     @contextlib.contextmanager
     def use(self, *modules: torch.nn.Module) -> Iterator[None]:
         parts = list({id(p): p for p in (self._patchers[id(m)] for m in modules)}.values())
-        self._load(parts + ([self._core] if self._computing else []))
+        # No core (Hallo3 homes every network): inside computing() only the parts in use are loaded.
+        self._load(parts + ([self._core] if self._computing and self._core is not None else []))
         try:
             yield
         finally:
@@ -181,22 +188,11 @@ def load_pipeline(folder: Path, variant: str, precision: str, device_option: str
     ComfyUI model. `attention`: an option name or a kernel from `attention_kernel`."""
     device, offload = choose_devices(device_option)
     placement = ComfyPlacement(device, offload, low_vram=device_option == "low_vram")
-    dtype = choose_dtype(precision, device)
-    pipeline = load_family_pipeline(folder, variant, device=device, dtype=dtype, placement=placement,
-                                    attention=attention)
-    placement.manage_core(pipeline.net)
+    files = locate(folder, variant)
+    dtype = choose_dtype(precision, device, family_of(files.variant).half_precision)
+    pipeline = load_family_pipeline(files, device=device, dtype=dtype, placement=placement, attention=attention)
+    placement.manage_core(pipeline.placement_core)
     return pipeline
-
-
-def working_memory(image_size: int, clip_length: int, dtype: torch.dtype) -> int:
-    """Activation memory of one guided denoiser step (bytes), reserved when the core is loaded.
-
-    In units of one first-level tensor (both CFG halves of every frame, 320 channels at
-    image_size / 8): counted on the `meta` device (benchmarks/memory_estimate.py), the step peaks
-    at 17.6 of them at 512 and 768 pixels; 24 leaves room for allocator rounding and workspaces.
-    """
-    level0 = 2 * clip_length * (image_size // 8) ** 2 * 320 * torch.finfo(dtype).bits // 8
-    return 24 * level0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,13 +12,14 @@ def chw_to_image(frames: torch.Tensor) -> torch.Tensor:
     return frames.float().clamp(0, 1).permute(0, 2, 3, 1).contiguous()
 
 
-def map_to_mask(region: torch.Tensor, size: int) -> torch.Tensor:
-    """A (h, w) map (uint8 0..255 or float 0..1) -> MASK [1, size, size] float32, bilinearly resized so it
-    lies over the reference image."""
+def map_to_mask(region: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """A (h, w) map (uint8 0..255 or float 0..1) -> MASK [1, H, W] float32 at `size` ((H, W), or a side),
+    bilinearly resized so it lies over the reference image."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
     region = torch.as_tensor(region)
     values = region.float() / 255 if region.dtype == torch.uint8 else region.float()
-    if values.shape[-2:] != (size, size):
-        values = F.interpolate(values[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+    if tuple(values.shape[-2:]) != size:
+        values = F.interpolate(values[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
     return values.clamp(0, 1)[None].contiguous()
 
 

@@ -9,7 +9,7 @@ from .convert import chw_to_image, map_to_mask, rgb_to_image
 from .errors import blame
 
 NODE_ID = "HalloFaceMask"
-# The `crop` output shows the square at the photo's resolution up to this side; a crop of a huge
+# The `crop` output shows the crop at the photo's resolution up to this side; a crop of a huge
 # photo would otherwise be a giant IMAGE (a 6000-pixel square is 432 MB as float32).
 CROP_OUTPUT_MAX_SIDE = 2048
 
@@ -21,19 +21,21 @@ class HalloFaceMask(io.ComfyNode):
             node_id=NODE_ID,
             display_name="Hallo Face Mask",
             category=f"{CATEGORY}/preprocessing",
-            description="Finds the face (mediapipe landmarks), cuts a square around it from the photo (or stretches "
-            "the whole photo to a square), builds Hallo's pose / face / lip region masks and the identity embedding "
-            "(insightface), and prepares the reference image at the working size.",
+            description="Finds the face (mediapipe landmarks), cuts a crop around it from the photo (a square for "
+            "Hallo, a 3:2 rectangle for Hallo3) or takes the whole photo as the release does, builds the identity "
+            "embedding (insightface), Hallo's pose / face / lip region masks (empty for Hallo3, which has no regions) "
+            "and the face box, and prepares the reference image at the working size.",
             inputs=[
                 PIPELINE.Input("pipeline",
                                tooltip="From Hallo Model Loader; its model folder provides the face models."),
                 io.Image.Input(
                     "image", tooltip="The portrait: one image of any size and aspect ratio, the face roughly frontal. "
-                    "See framing for how it is made square.",
+                    "See framing for how it is fitted to the model.",
                 ),
                 io.Int.Input(
                     "image_size", default=IMAGE_SIZE.default, min=IMAGE_SIZE.low, max=IMAGE_SIZE.high, step=64,
-                    tooltip="Working resolution of the video (square), a multiple of 64. Hallo was trained at 512.",
+                    tooltip="Hallo: working resolution of the video (square), a multiple of 64; it was trained at 512. "
+                    "Hallo3 works at its weights' own size (720x480): leave 512.",
                 ),
                 io.Float.Input(
                     "face_expand_ratio", default=FACE_EXPAND_RATIO.default, min=FACE_EXPAND_RATIO.low,
@@ -55,17 +57,17 @@ class HalloFaceMask(io.ComfyNode):
                 # unchanged and run with the defaults.
                 io.Combo.Input(
                     "framing", options=list(FRAMING_OPTIONS), default="crop", optional=True,
-                    tooltip="crop: animate a square cut around the face (crop_scale x its size) and paste the frames "
-                    "back into the photo with Hallo Paste Back, so the video is the whole photo at its own size. "
-                    "stretch: the whole photo resized to a square, as the original release does (a non-square "
-                    "photo comes out squeezed).",
+                    tooltip="crop: animate a crop around the face (crop_scale x its size; a square for Hallo, 3:2 for "
+                    "Hallo3) and paste the frames back into the photo with Hallo Paste Back, so the video is the whole "
+                    "photo at its own size. stretch: the release's geometry for the whole photo (Hallo: resized to a "
+                    "square, so a non-square photo comes out squeezed; Hallo3: scaled and centre-cropped to 720x480).",
                 ),
                 io.Float.Input(
                     "crop_scale", default=CROP_SCALE.default, min=CROP_SCALE.low, max=CROP_SCALE.high, step=0.05,
                     optional=True,
-                    tooltip="framing crop: side of the square as a multiple of the face's size. 2.3 fits head, hair "
-                    "and neck; smaller gives the face more pixels, larger shows more shoulders and background. "
-                    "Ignored by stretch.",
+                    tooltip="framing crop: the crop's shorter side (a square's side) as a multiple of the face's "
+                    "size. 2.3 fits head, hair and neck; smaller gives the face more pixels, larger shows more "
+                    "shoulders and background. Ignored by stretch.",
                 ),
             ],
             outputs=[
@@ -75,19 +77,22 @@ class HalloFaceMask(io.ComfyNode):
                                 tooltip="The portrait as the model sees it (image_size x image_size): "
                                 "the square around the face, or the stretched photo."),
                 io.Mask.Output("pose_mask", display_name="pose_mask",
-                               tooltip="Region the pose weight acts on: everything outside the blurred face box."),
+                               tooltip="Hallo: the region the pose weight acts on, everything outside the blurred "
+                               "face box. Empty for Hallo3 (no regions)."),
                 io.Mask.Output("face_mask", display_name="face_mask",
-                               tooltip="Region the face weight acts on: the blurred face box without the lips."),
+                               tooltip="Hallo: the region the face weight acts on, the blurred face box without the "
+                               "lips. Empty for Hallo3."),
                 io.Mask.Output("lip_mask", display_name="lip_mask",
-                               tooltip="Region the lip weight acts on: the blurred lip box."),
+                               tooltip="Hallo: the region the lip weight acts on, the blurred lip box. "
+                               "Empty for Hallo3."),
                 io.Mask.Output("face_region", display_name="face_region",
-                               tooltip="The face box given to the FaceLocator "
-                               "(and kept intact by Hallo2's motion-frame drop)."),
+                               tooltip="The face box: Hallo's FaceLocator input (kept intact by Hallo2's motion-frame "
+                               "drop); Hallo3's reference image is the photo inside it."),
                 # Last, so links saved by output slot number keep pointing at the same outputs.
                 io.Image.Output("crop", display_name="crop",
-                                tooltip=f"The square cut from the photo, at the photo's own resolution (at most "
-                                f"{CROP_OUTPUT_MAX_SIDE} pixels a side), edges repeated where it reaches past the "
-                                "photo; with stretch, the whole photo."),
+                                tooltip=f"The crop cut from the photo, at the photo's own resolution (at most "
+                                f"{CROP_OUTPUT_MAX_SIDE} pixels on its longer side), edges repeated where it reaches "
+                                "past the photo; with stretch, the whole photo."),
             ],
         )
 
@@ -104,23 +109,26 @@ class HalloFaceMask(io.ComfyNode):
             FACE_EXPAND_RATIO.check(face_expand_ratio)
             check_framing_mode(framing)
             CROP_SCALE.check(crop_scale)
-        with blame(NODE_ID, "image", models_input="pipeline"):
+        with blame(NODE_ID, "image", models_input="pipeline", inputs={"image_size": "image_size"}):
             face = pipeline.analyze_face(
                 image, image_size, face_expand_ratio, framing=framing, crop_scale=crop_scale,
                 multiple_faces=multiple_faces, allow_missing_identity=allow_missing_identity,
             )
-        maps = face.maps
-        masks = [map_to_mask(m, image_size) for m in (maps.full, maps.face, maps.lip)]
-        reference = chw_to_image((face.reference_image + 1) / 2)
-        region = map_to_mask(face.face_region[0], image_size)
-        return io.NodeOutput(face, *map(glue.to_output, (reference, *masks, region, _crop(face, image))))
+        shown = face.previews()
+        size = tuple(shown.reference.shape[-2:])
+        masks = [map_to_mask(m, size) for m in (shown.pose, shown.face, shown.lip, shown.face_region)]
+        reference = chw_to_image(shown.reference)
+        return io.NodeOutput(face, *map(glue.to_output, (reference, *masks, _crop(face, image))))
 
 
 def _crop(face, image):
-    """The square the face was cut from, at source resolution up to CROP_OUTPUT_MAX_SIDE; stretch: the photo."""
-    from ..hallo_pipeline.framing import crop_to_square
+    """The rectangle the face was cut from, at source resolution up to CROP_OUTPUT_MAX_SIDE on its longer side;
+    stretch: the photo."""
+    from ..hallo_pipeline.framing import crop_to_size
 
     if face.framing is None:
         return image
-    side = min(face.framing.side, CROP_OUTPUT_MAX_SIDE)
-    return rgb_to_image(crop_to_square(face.photo, face.framing, side))
+    height, width = face.framing.crop_size
+    scale = min(1.0, CROP_OUTPUT_MAX_SIDE / max(height, width))
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return rgb_to_image(crop_to_size(face.photo, face.framing, size))

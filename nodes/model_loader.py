@@ -62,7 +62,7 @@ class HalloModelLoader(io.ComfyNode):
         cls, model_folder: str, variant: str, precision: str, device: str, attention: str = "auto"
     ) -> io.NodeOutput:
         with blame(NODE_ID, "attention"):
-            kernel = glue.attention_kernel(attention, precision, device)
-        with blame(NODE_ID, "model_folder", inputs={"variant": "variant"}):
-            pipeline = glue.load_pipeline(glue.model_folder_path(model_folder), variant, precision, device, kernel)
+            glue.attention_kernel(attention, precision, device)  # a wrong choice fails before gigabytes are read
+        with blame(NODE_ID, "model_folder", inputs={"variant": "variant", "attention": "attention"}):
+            pipeline = glue.load_pipeline(glue.model_folder_path(model_folder), variant, precision, device, attention)
         return io.NodeOutput(pipeline)

@@ -1,4 +1,4 @@
-"""HalloPasteBack: square IMAGE frames + HALLO_FACE -> the whole photo, moving (IMAGE frames at the photo's size)."""
+"""HalloPasteBack: generated IMAGE frames + HALLO_FACE -> the whole photo, moving (IMAGE frames at the photo's size)."""
 
 from __future__ import annotations
 
@@ -34,10 +34,11 @@ class HalloPasteBack(io.ComfyNode):
             "before Create Video or Save Video.",
             inputs=[
                 io.Image.Input(
-                    "images", tooltip="The generated square frames, e.g. Hallo Video Stitch's images, or upscaled or "
-                    "restored ones: any square size works, each frame is resized to the crop it came from.",
+                    "images", tooltip="The generated frames, e.g. Hallo Video Stitch's images, or upscaled or restored "
+                    "ones: any size of the crop's shape works (square for Hallo, 3:2 for Hallo3), each frame is "
+                    "resized to the crop it came from.",
                 ),
-                FACE.Input("face", tooltip="From Hallo Face Mask (framing crop): the photo and where the square was "
+                FACE.Input("face", tooltip="From Hallo Face Mask (framing crop): the photo and where the crop was "
                            "cut from it."),
                 io.Float.Input(
                     "feather", default=FEATHER.default, min=FEATHER.low, max=FEATHER.high, step=0.01,
@@ -47,7 +48,7 @@ class HalloPasteBack(io.ComfyNode):
                 io.Boolean.Input(
                     "color_match", default=True,
                     tooltip="Match the frames' colour and contrast to the photo (one correction, from the first "
-                    "frame, for the whole video), so the pasted square does not show as a patch.",
+                    "frame, for the whole video), so the pasted crop does not show as a patch.",
                 ),
                 io.Int.Input(
                     "max_side", default=MAX_SIDE.default, min=MAX_SIDE.low, max=MAX_SIDE.high,
@@ -71,7 +72,7 @@ class HalloPasteBack(io.ComfyNode):
         with blame(NODE_ID, "face"):
             framing = _crop_framing(face)
         with blame(NODE_ID, "images"):
-            count = _check_frames(images)
+            count = _check_frames(images, framing)
         width, height = output_size(framing.width, framing.height, max_side)
         device = glue.output_device()
         if device.type == "cpu":
@@ -91,22 +92,24 @@ def _crop_framing(face):
 
     if getattr(face, "framing", None) is None or getattr(face, "photo", None) is None:
         raise InputError(
-            "this face comes from Hallo Face Mask with framing 'stretch' (the whole photo squeezed into a square), "
+            "this face comes from Hallo Face Mask with framing 'stretch' (the release's geometry for the whole photo), "
             "so there is no crop to paste back into the photo; set Hallo Face Mask's framing to 'crop' (or leave "
             "this node out: stretched frames are the whole photo already)", "face",
         )
     return face.framing
 
 
-def _check_frames(images) -> int:
+def _check_frames(images, framing) -> int:
     from ..hallo_pipeline.errors import InputError
+    from ..hallo_pipeline.framing import aspect_matches
 
     shape = tuple(images.shape)
-    if images.ndim != 4 or shape[1] != shape[2] or shape[3] < 3:
+    crop_height, crop_width = framing.crop_size
+    if images.ndim != 4 or shape[3] < 3 or not aspect_matches(shape[1:3], framing):
         raise InputError(
-            f"images must be square frames [frames, side, side, 3] as Hallo Video Stitch makes them (or upscaled "
-            f"to another square size), got {list(shape)}; the face's crop is square, so other frames would be "
-            "distorted", "images",
+            f"images must be frames [frames, height, width, 3] of the face's crop shape ({crop_width}x{crop_height} "
+            f"in the photo) as Hallo Video Stitch makes them (or upscaled: any size of that shape works), got "
+            f"{list(shape)}; frames of another shape would be distorted", "images",
         )
     return shape[0]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..hallo_pipeline.config import GUIDANCE, REGION_WEIGHT, SEED, STEPS
-from ..hallo_pipeline.families import mode_options
+from ..hallo_pipeline.families import default_prompts, mode_options
 from . import comfy_glue as glue
 from .api import AUDIO_FEATURES, CATEGORY, FRAMES, MODE_TOOLTIP, PIPELINE, REFERENCE, io
 from .errors import blame
@@ -17,6 +17,12 @@ def _weight(name: str, what: str):
         name, default=REGION_WEIGHT.default, min=REGION_WEIGHT.low, max=REGION_WEIGHT.high, step=0.05,
         tooltip=f"How strongly the audio drives {what} (1.0 = as trained; 0 = not at all).",
     )
+
+
+def _prompt_tooltip() -> str:
+    said = "; ".join(f"{name}, empty: \"{prompt}\"" for name, prompt in default_prompts().items())
+    return (f"A description of the video, for the models steered by text ({said}): it steers the scene and the "
+            "motion. The other models are not steered by text: leave it empty.")
 
 
 class HalloSampler(io.ComfyNode):
@@ -62,7 +68,14 @@ class HalloSampler(io.ComfyNode):
                 FRAMES.Input(
                     "previous", optional=True,
                     tooltip="The segment this one continues: its last frames are the motion context, so the joined "
-                    "video has no seam. If it already reaches the end of the audio, this segment is empty.",
+                    "video has no seam. If it already reaches the end of the audio, this segment is empty. "
+                    "Hallo only: Hallo3 renders from the first frame in one go.",
+                ),
+                # Optional and last, so workflows and prompts saved before it existed load unchanged.
+                io.String.Input(
+                    "prompt", default="", multiline=True, optional=True, dynamic_prompts=False,
+                    placeholder=f"{' / '.join(default_prompts())} only; empty: the default prompt",
+                    tooltip=_prompt_tooltip(),
                 ),
             ],
             outputs=[FRAMES.Output("frames", display_name="frames",
@@ -71,7 +84,8 @@ class HalloSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, pipeline, reference, audio, pose_weight: float, face_weight: float, lip_weight: float, steps: int,
-                cfg: float, seed: int, mode: str, start_frame: int, end_frame: int, previous=None) -> io.NodeOutput:
+                cfg: float, seed: int, mode: str, start_frame: int, end_frame: int, previous=None,
+                prompt: str = "") -> io.NodeOutput:
         from ..hallo_pipeline.config import RegionWeights
 
         with blame(NODE_ID, "mode"):
@@ -81,12 +95,13 @@ class HalloSampler(io.ComfyNode):
                 mode, steps=steps, guidance_scale=cfg, seed=seed, clip_length=audio.clip_length,
                 weights=RegionWeights(pose=pose_weight, face=face_weight, lip=lip_weight),
             )
-        memory = glue.working_memory(reference.image_size, audio.clip_length, pipeline.dtype)
+        memory = pipeline.step_memory(reference, audio)
         # The frame range is planned (and checked) by the library before any clip is sampled.
         with blame(NODE_ID, "audio", inputs=SETTING_INPUTS), pipeline.placement.computing(memory):
             segment = pipeline.sample(
                 reference, audio.features, settings, start_frame=start_frame, end_frame=end_frame or None,
                 previous=previous, progress=glue.ProgressReporter(), should_cancel=glue.cancel_check,
+                prompt=prompt or None,
             )
         return io.NodeOutput(segment)
 
@@ -95,7 +110,7 @@ class HalloSampler(io.ComfyNode):
 SETTING_INPUTS = {
     "steps": "steps", "guidance_scale": "cfg", "seed": "seed", "clip_length": "audio", "pose_weight": "pose_weight",
     "face_weight": "face_weight", "lip_weight": "lip_weight", "start_frame": "start_frame", "end_frame": "end_frame",
-    "previous": "previous",
+    "previous": "previous", "prompt": "prompt", "mode": "mode",
 }
 
 

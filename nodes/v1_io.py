@@ -66,6 +66,13 @@ class _BooleanInput(_Input):
         super().__init__(id, display_name, optional, tooltip, default=default, label_on=label_on, label_off=label_off)
 
 
+class _StringInput(_Input):
+    def __init__(self, id, display_name=None, optional=False, tooltip=None, multiline=False, placeholder=None,
+                 default=None, dynamic_prompts=None):
+        super().__init__(id, display_name, optional, tooltip, default=default, multiline=multiline,
+                         placeholder=placeholder, dynamicPrompts=dynamic_prompts)
+
+
 class _ComboInput(_Input):
     def __init__(self, id, options=None, display_name=None, optional=False, tooltip=None, default=None):
         super().__init__(id, display_name, optional, tooltip, default=default)
@@ -78,6 +85,7 @@ class _ComboInput(_Input):
 Int = _socket("INT", _IntInput)
 Float = _socket("FLOAT", _FloatInput)
 Boolean = _socket("BOOLEAN", _BooleanInput)
+String = _socket("STRING", _StringInput)
 Combo = _socket("COMBO", _ComboInput)
 Image = _socket("IMAGE")
 Mask = _socket("MASK")

@@ -42,7 +42,7 @@ class HalloVideoStitch(io.ComfyNode):
 
     @classmethod
     def execute(cls, frames, audio: dict, fps: float, frames_2=None, frames_3=None, frames_4=None) -> io.NodeOutput:
-        from ..hallo_pipeline.hallo.pipeline import stitch
+        from ..hallo_pipeline.frames import stitch
 
         segments = [s for s in (frames, frames_2, frames_3, frames_4) if s is not None]
         with blame(NODE_ID, "frames"):

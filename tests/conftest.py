@@ -89,6 +89,18 @@ def tiny_model_folder(tmp_path_factory) -> Path:
     return make_tiny_models_or_skip(tmp_path_factory.mktemp("hallo_models"))
 
 
+@pytest.fixture(scope="session")
+def tiny_hallo3_folder(tmp_path_factory) -> Path:
+    """A Hallo3 model folder in the release layout with tiny random weights (make-tiny-models --hallo3); its
+    sizes are in its own config.json. Shared by every test: copy or link what a test changes."""
+    for module in ("onnx", "sentencepiece", "insightface"):
+        pytest.importorskip(module)
+    mediapipe_face_models_or_skip()
+    from hallo_pipeline.hallo3.tiny_models import make_tiny_models_hallo3
+
+    return make_tiny_models_hallo3(tmp_path_factory.mktemp("hallo3_models") / "hallo3-tiny", seed=1)
+
+
 PORTRAIT = REPO / "tests" / "data" / "portrait.png"
 # scikit-image's `astronaut()` (NASA, public domain) whole, 512x512, as JPEG: a real photo nobody here
 # made, to cut into 3:4, 16:9 and other frames around its face.

@@ -29,6 +29,7 @@ from ..face.boxes import Box
 from ..face.finder import FaceFinder, check_landmarks
 from ..face.images import ImageLike, to_rgb_uint8
 from ..face.landmarks import check_multiple_faces_option
+from ..face.previews import FacePreviews
 from ..framing import Framing, PasteBack, check_framing_mode, crop_to_square, frame_face, landmarks_in_crop
 from .masks import RegionMaps, check_image_size, face_region_tensor, region_maps, token_masks
 from .models.audio_module import RegionMasks
@@ -54,6 +55,11 @@ class FaceAnalysis:
                 "is no crop to paste back into the photo; analyse it with framing='crop'", "framing",
             )
         return PasteBack(self.photo, self.framing, **options)
+
+    def previews(self) -> FacePreviews:
+        """The reference image and the pose / face / lip region maps the audio strengths act on."""
+        maps = self.maps
+        return FacePreviews((self.reference_image + 1) / 2, maps.full, maps.face, maps.lip, self.face_region[0])
 
     @property
     def face_box(self) -> Box:

@@ -24,6 +24,8 @@ class HalloFamily:
     modes = ("hallo", "hallo2")
     flags = {"hallo2": "long-video mode with hallo2/net.pth (60 s audio chunks, motion-frame drop)"}
     text_prompt = False
+    half_precision = "fp16"
+    default_prompt = ""
 
     def locate(self, root: Path, variant: str = "auto") -> ModelFiles:
         from .model_files import locate

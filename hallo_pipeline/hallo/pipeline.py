@@ -294,12 +294,17 @@ class HalloPipeline:
             yield frames[:keep], ctx, first
             first += frames.shape[0]
 
-    def sample(self, reference: PreparedReference, audio, settings: SamplerSettings, **kwargs) -> FrameSegment:
+    def sample(self, reference: PreparedReference, audio, settings: SamplerSettings, prompt: str | None = None,
+               **kwargs) -> FrameSegment:
         """All frames of a frame range (default: the whole audio) in memory; kwargs as `iter_clips`.
 
         A segment that continues a `previous` one which already reached the end of the audio is
-        empty (so a plan made for long audio also runs on short audio).
+        empty (so a plan made for long audio also runs on short audio). `prompt`: Hallo is not steered by text,
+        so only an empty one is taken (the argument exists because the nodes pass it to every family).
         """
+        if prompt and prompt.strip():
+            raise InputError("Hallo is steered by the audio and the portrait only, not by a text prompt; clear the "
+                             "prompt (it is for Hallo3 weights)", "prompt")
         parts, context, start = [], None, None
         for frames, context, first in self.iter_clips(reference, audio, settings, **kwargs):  # noqa: B007 - last context used after the loop
             start = first if start is None else start
@@ -310,6 +315,23 @@ class HalloPipeline:
                 raise InputError("the frame range is empty", "end_frame")
             return previous.empty_continuation()
         return FrameSegment(torch.cat(parts), start, audio.frames, FPS, context)
+
+    @property
+    def placement_core(self) -> torch.nn.Module:
+        """What stays on the device through a `placement.computing()` block: the denoising net (its parts that
+        only work now and then are homed separately)."""
+        return self.net
+
+    def step_memory(self, reference: PreparedReference, audio) -> int:
+        """Activation memory of one guided denoiser step (bytes), reserved when the core is loaded.
+
+        In units of one first-level tensor (both CFG halves of every frame, 320 channels at image_size / 8):
+        counted on the `meta` device (benchmarks/memory_estimate.py), the step peaks at 17.6 of them at 512
+        and 768 pixels; 24 leaves room for allocator rounding and workspaces. `audio`: anything with the
+        `clip_length` the clips are sampled at.
+        """
+        level0 = 2 * audio.clip_length * (reference.image_size // 8) ** 2 * 320 * torch.finfo(self.dtype).bits // 8
+        return 24 * level0
 
     # ------------------------------------------------------------------------------------------
     # 5. everything

@@ -1,11 +1,13 @@
 """The Hallo3 family as the seam (`hallo_pipeline.families`) sees it: its folder layout (`SPEC-HALLO3.md` §1),
 the checks and settings of a run, and its pipeline (`animate.Hallo3Pipeline`).
 
-Hallo3 honours fewer of the shared options than Hallo: it works at its weights' own size with the release's
-geometry (SPEC §9.3: a photo is scaled and centre-cropped to 480 x 720; a square one is padded and cropped
-back), in segments whose length the weights fix, with one audio strength. Hallo's options for these (image
-size, clip length, region weights, framing and paste-back) are refused when set to anything but their
-defaults, so a run never silently differs from what was asked.
+Hallo3 honours fewer of the shared options than Hallo: it works at its weights' own size, in segments whose
+length the weights fix, with one audio strength. Hallo's options for these (image size, clip length, region
+weights) are refused when set to anything but their defaults, so a run never silently differs from what was
+asked. Framing is shared (`face.py`): "crop" (the default) animates a rectangle of the working aspect around the
+face and pastes it back into the photo; "stretch" is the release's geometry (SPEC §9.3: the photo scaled and
+centre-cropped to 480 x 720, a square one padded and cropped back), whose frames are the video as they are, so
+the paste-back options are refused with it.
 
 Cheap to import: the checkpoint reader, the networks and the pipeline are imported when a method needs them.
 """
@@ -79,6 +81,8 @@ class Hallo3Family:
     modes: tuple[str, ...] = ()
     flags: dict[str, str] = {}
     text_prompt = True
+    half_precision = "bf16"
+    default_prompt = DEFAULT_PROMPT
 
     def locate(self, root: Path, variant: str = "auto") -> Hallo3Files:
         from .checkpoint import find_weights
@@ -98,10 +102,14 @@ class Hallo3Family:
         prompt: str = DEFAULT_PROMPT,
         face_expand_ratio: float | None = None,
         separate_vocals: bool = False,
+        framing: str = "crop",
+        crop_scale: float = CROP_SCALE.default,
+        paste_options: dict | None = None,
         **hallo_options: Any,
     ) -> OutputPlan:
-        """Every check of an `animate` run that needs no model: the photo and the audio, the prompt, the
-        options (Hallo's are refused unless at their defaults), the output, the folder's parts."""
+        """Every check of an `animate` run that needs no model: the photo and the audio, the prompt, the framing
+        and paste-back options (`paste_options`: feather, color_match, max_side), Hallo's own options (refused
+        unless at their defaults), the output, the folder's parts."""
         from ..inputs import check_user_files
         from ..video import check_output_path
 
@@ -109,6 +117,7 @@ class Hallo3Family:
         check_prompt(prompt)
         if face_expand_ratio is not None:
             FACE_EXPAND_RATIO.check(face_expand_ratio)
+        check_framing_options(framing, crop_scale, paste_options)
         refuse_hallo_options(**hallo_options)
         plan = check_output_path(output, inputs)
         if files is not None:
@@ -147,11 +156,11 @@ class Hallo3Family:
         main DiT's layer matrices stored in float8 e4m3 (half their memory; a small drift, see
         benchmarks/results/hallo3-fp8-drift-cpu.md). `offload_blocks` N: N of its layers stay on the host and are
         copied in for their own forward (slower, less memory, same output). `tiled_decode`: the VAE decodes in
-        spatial tiles (diffusers' tiling; ~4x less decoder memory, slightly different frames). `low_vram`: the
+        spatial tiles (diffusers' tiling; ~3.5x less decoder memory, slightly different frames). `low_vram`: the
         16 GB mode, all three (half the layers on the host) unless `fp8` / `offload_blocks` / `tiled_decode` say
-        otherwise. `placement`: where the networks
-        wait and compute (`devices.Placement`'s interface). Hallo's other speed-ups (attention kernels other than
-        PyTorch's, compile) are refused before anything loads."""
+        otherwise. `placement` (`devices.Placement`'s interface; the nodes pass ComfyUI's model management):
+        where each network waits and computes. Hallo's other speed-ups (attention kernels other than PyTorch's,
+        compile) are refused before anything loads."""
         from .loading import read_model_config
         from .pipeline import MemoryOptions
 
@@ -160,13 +169,6 @@ class Hallo3Family:
         if placement is not None and not all(hasattr(placement, a) for a in ("device", "offload", "home", "use")):
             raise InputError(f"placement {placement!r} is not a placement: it needs device, offload, home() and "
                              "use() (hallo_pipeline.devices.Placement)", "placement")
-        if hasattr(placement, "manage_core"):
-            # ComfyUI's placement: the nodes hand the pipeline's `net` to it next, which Hallo3's has not yet.
-            raise InputError(
-                f"variant 'hallo3' ({files.describe()}): Hallo3 is not wired into the ComfyUI nodes yet (issue #13); "
-                "generate with the command line for now: python -m hallo_pipeline animate --variant hallo3 ...",
-                "variant",
-            )
         if not isinstance(low_vram, bool):
             raise InputError(f"low_vram must be true or false, got {low_vram!r}", "low_vram")
         refused = []
@@ -223,27 +225,44 @@ def check_prompt(prompt: Any) -> str:
     return prompt
 
 
+PASTE_DEFAULTS: dict[str, Any] = {"max_side": MAX_SIDE.default, "feather": FEATHER.default, "color_match": True}
+
+
+def check_framing_options(framing: str = "crop", crop_scale: float = CROP_SCALE.default,
+                          paste_options: dict | None = None) -> None:
+    """The framing options as Hallo checks them; with framing "stretch" the paste-back options (max_side, feather,
+    color_match) must stay at their defaults: the video is then the model's own frames, nothing is pasted."""
+    from ..framing import check_framing_mode, check_paste_options
+
+    check_framing_mode(framing)
+    CROP_SCALE.check(crop_scale)
+    unknown = sorted(set(paste_options or {}) - set(PASTE_DEFAULTS))
+    if unknown:
+        raise InputError(f"unknown paste options {unknown}; use {sorted(PASTE_DEFAULTS)}", unknown[0])
+    pasted = {**PASTE_DEFAULTS, **(paste_options or {})}
+    check_paste_options(**pasted)
+    changed = [f"{name}={value!r}" for name, value in pasted.items() if value != PASTE_DEFAULTS[name]]
+    if framing == "stretch" and changed:
+        raise InputError(
+            f"{', '.join(changed)} with framing='stretch': the paste-back options shape the photo the frames are "
+            "pasted into, and with framing='stretch' the video is the model's own frames (the release's geometry: "
+            "the working size, 720 x 480 for the release, or its height squared for a square photo). Leave them at "
+            "their defaults, or use framing='crop'", changed[0].split("=", 1)[0],
+        )
+
+
 # Hallo's options and the values that mean "not set"; Hallo3 has nothing that does what they do.
-_GEOMETRY = ("Hallo3 scales and centre-crops the photo to its weights' working size as the release does "
-             "(480 x 720; a square photo is padded and the video cropped back to a square), so framing options "
-             "apply to Hallo only")
 HALLO_ONLY: dict[str, tuple[Any, str]] = {
     "image_size": (IMAGE_SIZE.default, "Hallo3 works at its weights' own size (480 x 720 for the release)"),
     "clip_length": (CLIP_LENGTH.default, "Hallo3's segments are 49 frames, fixed by its weights"),
     "weights": (RegionWeights(), "Hallo3 has no per-region audio strengths"),
-    "framing": ("crop", _GEOMETRY),
-    "crop_scale": (CROP_SCALE.default, _GEOMETRY),
-    "max_side": (MAX_SIDE.default, _GEOMETRY),
-    "feather": (FEATHER.default, _GEOMETRY),
-    "color_match": (True, _GEOMETRY),
     "face_options": (None, "Hallo3 finds the face with its own defaults"),
 }
 
 
-def refuse_hallo_options(paste_options: dict | None = None, **options: Any) -> None:
+def refuse_hallo_options(**options: Any) -> None:
     """An `InputError` naming every Hallo-only option set to anything but its default, and why; unknown names
     are refused too (a misspelt option must not be ignored)."""
-    options.update(paste_options or {})
     unknown = sorted(set(options) - set(HALLO_ONLY))
     if unknown:
         raise InputError(f"unknown options {unknown} for Hallo3; it takes {sorted(HALLO_ONLY)} only at their "

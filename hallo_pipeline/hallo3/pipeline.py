@@ -2,9 +2,11 @@
 and the segment loop (§11).
 
     generator = Hallo3Generator.from_model_folder(root, device="cuda", dtype=torch.bfloat16)
-    portrait, conditions = generator.prepare("face.png", waveform, 16000, "A woman talking")
+    face, conditions = generator.prepare("face.png", waveform, 16000, "A woman talking")   # framing="crop"
+    paste = face.paste_back()                       # framing "stretch": write face.video_frames(...) as they are
     for segment in generator.generate(conditions, seed=42):
-        write(frames_to_uint8(segment.frames, square=portrait.square))
+        for frame in face.video_frames(segment.frames):
+            write(paste.paste(frame))               # the whole photo, moving
 
 `animate.Hallo3Pipeline` (what the families seam loads, and the command line runs) builds on this object; the
 nodes do not yet (issue #13).
@@ -20,11 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import CROP_SCALE
 from ..devices import Placement
 from ..errors import InputError
 from .config import Hallo3Config
+from .face import Hallo3Face
 from .noise import NoiseSource, SeededNoise
-from .preprocess import FACE_BOX_EXPAND_RATIO, PreparedPortrait, encode_audio, prepare_portrait
+from .preprocess import FACE_BOX_EXPAND_RATIO, encode_audio
 from .sampler import GUIDANCE_SCALE, STEPS, Step
 from .segments import LoopSettings, SegmentOutput, VideoConditions, generate_segments
 from .vae import VAEConfig
@@ -146,6 +150,40 @@ class Hallo3Generator:
             self._faces = FaceFinder(self.models_dir)
         return self._faces
 
+    def analyze_face(
+        self,
+        image,
+        framing: str = "crop",
+        crop_scale: float = CROP_SCALE.default,
+        face_expand_ratio: float = FACE_BOX_EXPAND_RATIO,
+        *,
+        multiple_faces: str = "error",
+        allow_missing_identity: bool = False,
+        landmarks: np.ndarray | None = None,
+        face_embedding: np.ndarray | torch.Tensor | None = None,
+    ) -> Hallo3Face:
+        """The photo (path, PIL, array) analysed for these weights: `face.analyze_face`, with this folder's face
+        models where `landmarks` (478, 2) pixels or `face_embedding` (512,) are not given."""
+        from .face import analyze_face
+
+        finder = self.faces if landmarks is None or face_embedding is None else None
+        return analyze_face(finder, image, self.config, framing, crop_scale, face_expand_ratio, multiple_faces,
+                            allow_missing_identity, landmarks=landmarks, face_embedding=face_embedding)
+
+    def conditions(self, face: Hallo3Face, waveform, sample_rate: int, prompt: str, *, separator=None
+                   ) -> VideoConditions:
+        """Everything the segment loop needs besides the noise: the analysed face, the audio and the prompt."""
+        audio = encode_audio(self.audio_encoder, waveform, sample_rate, separator=separator,
+                             segment_frames=self.config.dit.num_frames)
+        return VideoConditions(
+            image=face.portrait.image,
+            reference=face.portrait.reference,
+            face_embedding=face.embedding.reshape(1, -1),
+            text=self.encode_prompt(prompt),
+            audio=audio.features,
+            frames=audio.frames,
+        )
+
     def prepare(
         self,
         image,
@@ -158,34 +196,20 @@ class Hallo3Generator:
         separator=None,
         allow_missing_identity: bool = False,
         expand_ratio: float = FACE_BOX_EXPAND_RATIO,
-    ) -> tuple[PreparedPortrait, VideoConditions]:
-        """Everything one video needs, from a photo (path, PIL, array), a waveform and the prompt. `landmarks`
-        (478, 2) pixels and `face_embedding` (512,) stand in for mediapipe and insightface when given."""
-        from ..face.images import to_rgb_uint8
-
-        rgb = to_rgb_uint8(image)
-        if landmarks is None:
-            landmarks = self.faces.find_landmarks(rgb)
-        if face_embedding is None:
-            face_embedding = self.faces.identity_encoder.embedding(rgb, allow_missing=allow_missing_identity)
-        embedding = torch.as_tensor(np.asarray(face_embedding), dtype=torch.float32).reshape(1, -1)
-        if embedding.shape[1] != self.config.face_proj.clip_embeddings_dim:
-            raise InputError(
-                f"face_embedding has {embedding.shape[1]} values; the face projection takes "
-                f"{self.config.face_proj.clip_embeddings_dim} (insightface's raw embedding)", "face_embedding",
-            )
-        portrait = prepare_portrait(rgb, landmarks, self.config.segment.image_size, expand_ratio)
-        audio = encode_audio(self.audio_encoder, waveform, sample_rate, separator=separator,
-                             segment_frames=self.config.dit.num_frames)
-        conditions = VideoConditions(
-            image=portrait.image,
-            reference=portrait.reference,
-            face_embedding=embedding,
-            text=self.encode_prompt(prompt),
-            audio=audio.features,
-            frames=audio.frames,
+        framing: str = "crop",
+        crop_scale: float = CROP_SCALE.default,
+        multiple_faces: str = "error",
+    ) -> tuple[Hallo3Face, VideoConditions]:
+        """Everything one video needs, from a photo (path, PIL, array), a waveform and the prompt: the analysed face
+        (its `portrait`, and its `framing` and `photo` to paste the frames back with, `Hallo3Face.paste_back`) and
+        the conditions. `framing`: "crop" (a rectangle around the face, `crop_scale` x its size) or "stretch" (the
+        release's geometry on the whole photo). `landmarks` (478, 2) pixels of the photo and `face_embedding`
+        (512,) stand in for mediapipe and insightface when given."""
+        face = self.analyze_face(
+            image, framing, crop_scale, expand_ratio, multiple_faces=multiple_faces,
+            allow_missing_identity=allow_missing_identity, landmarks=landmarks, face_embedding=face_embedding,
         )
-        return portrait, conditions
+        return face, self.conditions(face, waveform, sample_rate, prompt, separator=separator)
 
     def generate(
         self,

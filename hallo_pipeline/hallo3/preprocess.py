@@ -88,18 +88,36 @@ def fit_to_working_size(image: torch.Tensor, size: Sequence[int] = WORKING_SIZE)
     """(1, 3, h, w) in [0, 1] -> (1, 3, H, W) by the release's two rules (SPEC §9.3, module docstring)."""
     height, width = _check_image(image)
     out_h, out_w = _check_size(size)
+    resized, (top, left) = _placement(height, width, out_h, out_w)
     if height == width:
-        square = F.interpolate(image, size=(out_h, out_h), mode="bilinear", align_corners=False, antialias=True)
-        left = (out_w - out_h) // 2
+        square = F.interpolate(image, size=resized, mode="bilinear", align_corners=False, antialias=True)
         return F.pad(square, (left, out_w - out_h - left)).clamp(0, 1)
+    cover = F.interpolate(image, size=resized, mode="bicubic", align_corners=False, antialias=True)
+    return cover[..., top : top + out_h, left : left + out_w]
+
+
+def _placement(height: int, width: int, out_h: int, out_w: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Where an h x w photo lands in the H x W working image: its resized (height, width), and the (top, left)
+    of the working image in it (a cover crop) or of it in the working image (a square's padding, top 0)."""
+    if height == width:
+        return (out_h, out_h), (0, (out_w - out_h) // 2)
     # The release's own expressions, including the int() truncation, so the sizes match it.
     if width / height > out_w / out_h:
         resized = (out_h, int(width * out_h / height))
     else:
         resized = (int(height * out_w / width), out_w)
-    cover = F.interpolate(image, size=resized, mode="bicubic", align_corners=False, antialias=True)
-    top, left = (resized[0] - out_h) // 2, (resized[1] - out_w) // 2
-    return cover[..., top : top + out_h, left : left + out_w]
+    return resized, ((resized[0] - out_h) // 2, (resized[1] - out_w) // 2)
+
+
+def working_coordinates(
+    points: np.ndarray, height: int, width: int, size: Sequence[int] = WORKING_SIZE
+) -> np.ndarray:
+    """(n, 2) pixel points (x, y) of an h x w photo -> pixels of the working image `fit_to_working_size` makes
+    of it (pixel edges scale, as in the resize; the crop or padding shifts them)."""
+    out_h, out_w = _check_size(size)
+    (resized_h, resized_w), (top, left) = _placement(height, width, out_h, out_w)
+    scaled = np.asarray(points, dtype=np.float64) * [resized_w / width, resized_h / height]
+    return scaled + ([left, 0] if height == width else [-left, -top])
 
 
 def to_model_range(image: torch.Tensor) -> torch.Tensor:

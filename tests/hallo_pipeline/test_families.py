@@ -8,7 +8,6 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-import torch
 
 from hallo_pipeline import families
 from hallo_pipeline.errors import CheckpointError, InputError
@@ -70,8 +69,8 @@ def test_an_unknown_variant_names_the_choices(tmp_path) -> None:
     assert err.value.input == "variant"
 
 
-def test_hallo3_checks_a_run_without_loading_and_refuses_the_nodes_for_now(tmp_path) -> None:
-    weights = _hallo3(tmp_path)
+def test_hallo3_checks_a_run_without_loading(tmp_path) -> None:
+    _hallo3(tmp_path)
     files = families.locate(tmp_path)
     family = families.family_of(files.variant)
     assert family.text_prompt and not families.family_of("hallo").text_prompt
@@ -86,18 +85,7 @@ def test_hallo3_checks_a_run_without_loading_and_refuses_the_nodes_for_now(tmp_p
     with pytest.raises(CheckpointError, match=r"is incomplete; missing: .*3d-vae\.pt.*t5-v1_1-xxl.*"
                                               r"fudan-generative-ai/hallo3"):
         family.check_inputs(files, photo, speech, tmp_path / "out.mp4")
-    # The nodes pass ComfyUI's placement (which manages the pipeline's core next): they get a clear refusal, not a
-    # half-working pipeline, until the nodes are wired for Hallo3.
-    from hallo_pipeline.devices import Placement
-
-    class NodesPlacement(Placement):
-        def manage_core(self, net) -> None:
-            raise AssertionError("not reached")
-
-    with pytest.raises(InputError, match=r"variant 'hallo3' \(Hallo3 weights .*\): Hallo3 is not wired into the "
-                                         r"ComfyUI nodes yet \(issue #13\)") as err:
-        families.load_pipeline(tmp_path, device="cpu", placement=NodesPlacement(torch.device("cpu")))
-    assert err.value.input == "variant" and str(weights) in str(err.value)
+    # Anything passed as a placement must be one (the nodes pass ComfyUI's, the library's default is devices').
     with pytest.raises(InputError, match="is not a placement") as err:
         families.load_pipeline(tmp_path, device="cpu", placement=object())
     assert err.value.input == "placement"
@@ -119,6 +107,8 @@ class _FakeFamily:
     modes = ("fake_loop",)
     flags = {"fake": "the fake family"}
     text_prompt = False
+    default_prompt = ""
+    half_precision = "fp16"
 
     def locate(self, root, variant="auto"):
         if not (root / "fake" / "weights.bin").is_file():

@@ -6,13 +6,22 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from hallo_pipeline.config import CROP_SCALE
 from hallo_pipeline.errors import InputError
-from hallo_pipeline.framing import Framing, PasteBack, choose_framing, crop_to_square, output_size
+from hallo_pipeline.framing import (
+    Framing,
+    PasteBack,
+    choose_framing,
+    crop_to_size,
+    crop_to_square,
+    landmarks_in_crop,
+    output_size,
+)
 from tests.conftest import REPO
 
 
@@ -105,7 +114,7 @@ def test_crop_at_source_size_is_the_photo_itself() -> None:
 
 def test_outside_the_photo_repeats_its_edge() -> None:
     rgb = _noise_photo(200, 100)
-    framing = Framing(x0=-30, y0=-20, side=160, width=200, height=100)
+    framing = Framing(x0=-30, y0=-20, crop_width=160, crop_height=160, width=200, height=100)
     crop = crop_to_square(rgb, framing, 160)
     inside = rgb[0:100, 0:130]
     np.testing.assert_array_equal(crop[20:120, 30:160], inside)
@@ -117,7 +126,7 @@ def test_outside_the_photo_repeats_its_edge() -> None:
 def test_downscaled_crop_is_antialiased() -> None:
     checker = ((np.indices((256, 256)).sum(axis=0) % 2) * 255).astype(np.uint8)
     rgb = np.repeat(checker[..., None], 3, axis=-1)
-    crop = crop_to_square(rgb, Framing(0, 0, 256, 256, 256), 64)
+    crop = crop_to_square(rgb, Framing(0, 0, 256, 256, 256, 256), 64)
     assert crop.shape == (64, 64, 3) and crop.dtype == np.uint8
     assert np.abs(crop.astype(int) - 128).max() <= 2  # a grey, not an aliased pattern of 0 and 255
 
@@ -240,6 +249,142 @@ def test_capped_output_is_the_photo_scaled() -> None:
 
     expected = np.asarray(Image.fromarray(rgb).resize((300, 214), Image.Resampling.BICUBIC)).astype(int)
     assert np.abs(out.astype(int) - expected).max() <= 4
+
+
+# ---- rectangles (a working size of another aspect, e.g. Hallo3's 720 x 480) ----------------------------
+
+
+@pytest.mark.parametrize(
+    "face_box, width, height, scale, aspect, expected",
+    [
+        # 3:2 in 16:9: the shorter side (height) 2.5 x 120 = 300, width 450, centred on (950, 460)
+        ((900, 400, 1000, 520), 1920, 1080, 2.5, Fraction(3, 2), (725, 310, 450, 300)),
+        # the same as a float: the same numbers (300 is even, so the Fraction needs no rounding either)
+        ((900, 400, 1000, 520), 1920, 1080, 2.5, 1.5, (725, 310, 450, 300)),
+        # 3:2 with an odd shorter side: 2 x 50.5 = 101 rounds to 50 units of 2: 100 high, 150 wide
+        ((100, 100, 150.5, 150), 400, 400, 2.0, Fraction(3, 2), (50, 75, 150, 100)),
+        # the float rounds each side on its own: height 101, width round(151.5) = 152
+        ((100, 100, 150.5, 150), 400, 400, 2.0, 1.5, (49, 75, 152, 101)),
+        # portrait 3:4: the width is the shorter side, 2 x 60 = 120 (40 units of 3), height 160
+        ((120, 150, 180, 210), 300, 400, 2.0, Fraction(3, 4), (90, 100, 120, 160)),
+        # 16:9 as a float: height round(2.3 x 100) = 230, width round(230 x 16 / 9) = 409
+        ((200, 200, 300, 300), 1000, 1000, 2.3, 16 / 9, (46, 135, 409, 230)),
+    ],
+    ids=["3x2-in-16x9", "3x2-float", "3x2-odd", "3x2-odd-float", "3x4", "16x9-float"],
+)
+def test_rectangle_around_the_face(face_box, width, height, scale, aspect, expected) -> None:
+    framing = choose_framing(face_box, width, height, scale, aspect)
+    assert (framing.x0, framing.y0, framing.crop_width, framing.crop_height) == expected
+    assert (framing.width, framing.height, framing.crop_scale) == (width, height, scale)
+    assert framing.crop_size == expected[:1:-1] and not framing.is_square
+    with pytest.raises(ValueError, match="not square"):
+        framing.side  # noqa: B018 - Hallo's square-only property must not guess a side
+
+
+def test_a_fraction_gives_the_exact_ratio() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        x0, y0, w, h = rng.uniform(0, 500, 4) + 1
+        aspect = Fraction(int(rng.integers(1, 9)), int(rng.integers(1, 9)))
+        framing = choose_framing((x0, y0, x0 + w, y0 + h), 800, 600, float(rng.uniform(1, 6)), aspect)
+        assert Fraction(framing.crop_width, framing.crop_height) == aspect
+        # the shorter side is crop_scale x the box's longer side, give or take half a unit of the ratio
+        unit = aspect.denominator if aspect > 1 else aspect.numerator
+        assert abs(min(framing.crop_size) - framing.crop_scale * max(w, h)) <= max(unit / 2, unit - 1) + 1e-9
+
+
+def test_a_square_aspect_is_hallos_square() -> None:
+    for aspect in (1, 1.0, Fraction(1)):
+        framing = choose_framing((200, 200, 300, 300), 512, 512, 2.3, aspect)
+        assert (framing.x0, framing.y0, framing.side, framing.is_square) == (135, 135, 230, True)
+    assert Framing.square(3, 4, 50, 100, 80) == Framing(3, 4, 50, 50, 100, 80)
+
+
+def test_wide_crop_of_a_tall_photo_sticks_out_on_both_sides() -> None:
+    # 3:2 around a face filling a 3:4 photo's width: 1.0 x 120 high, so 180 wide in a 150-wide photo
+    framing = choose_framing((20, 60, 130, 180), 150, 200, 1.0, Fraction(3, 2))
+    assert (framing.crop_width, framing.crop_height) == (180, 120)
+    assert framing.padding == (15, 0, 15, 0) and framing.visible == (0, 60, 150, 180)
+
+
+def test_rectangle_at_source_size_is_the_photo_itself() -> None:
+    rgb = _noise_photo(300, 200)
+    framing = choose_framing((100, 50, 160, 110), 300, 200, 2.0, Fraction(3, 2))
+    assert framing.box == (40, 20, 220, 140)
+    np.testing.assert_array_equal(crop_to_size(rgb, framing, framing.crop_size), rgb[20:140, 40:220])
+
+
+def test_rectangle_outside_the_photo_repeats_its_edge() -> None:
+    rgb = _noise_photo(150, 200)
+    framing = choose_framing((20, 60, 130, 180), 150, 200, 1.0, Fraction(3, 2))  # 15 px out left and right
+    crop = crop_to_size(rgb, framing, framing.crop_size)
+    np.testing.assert_array_equal(crop[:, 15:165], rgb[60:180])
+    np.testing.assert_array_equal(crop[:, :15], np.broadcast_to(rgb[60:180, :1], (120, 15, 3)))
+    np.testing.assert_array_equal(crop[:, 165:], np.broadcast_to(rgb[60:180, -1:], (120, 15, 3)))
+
+
+def test_landmarks_follow_the_rectangle() -> None:
+    framing = Framing(x0=-10, y0=20, crop_width=150, crop_height=100, width=200, height=300)
+    points = np.array([[-10, 20], [140, 120], [65, 70]], dtype=np.float64)
+    moved = landmarks_in_crop(points, framing, (64, 96))  # (height, width): 0.64 x the crop on both axes
+    np.testing.assert_allclose(moved, [[0, 0], [96, 64], [48, 32]])
+    square = Framing.square(-10, 20, 100, 200, 300)
+    np.testing.assert_allclose(landmarks_in_crop(points, square, 50), landmarks_in_crop(points, square, (50, 50)))
+
+
+def test_rectangle_round_trip_at_source_size_is_exact() -> None:
+    rgb = _noise_photo(320, 240)
+    framing = choose_framing((130, 90, 190, 150), 320, 240, 2.0, Fraction(3, 2))
+    paste = PasteBack(rgb, framing, color_match=False)
+    np.testing.assert_array_equal(paste.paste(crop_to_size(rgb, framing, framing.crop_size)), rgb)
+
+
+@pytest.mark.parametrize("aspect", [Fraction(3, 2), Fraction(2, 3)], ids=["wide", "tall"])
+def test_rectangle_round_trip_through_the_working_size(aspect) -> None:
+    """A 3:2 (or 2:3) crop at a small working size pasted back: the photo exactly outside the crop, within
+    3 levels inside it (resampled twice, on a smooth photo), and the colours matched."""
+    rgb = _smooth_photo(1000, 700)
+    framing = choose_framing((420, 250, 560, 390), 1000, 700, 2.3, aspect)
+    assert framing.visible == framing.box  # inside the photo
+    working = (96, 144) if aspect > 1 else (144, 96)
+    out = PasteBack(rgb, framing).paste(crop_to_size(rgb, framing, working))
+    x0, y0, x1, y1 = framing.box
+    outside = np.ones((700, 1000), dtype=bool)
+    outside[y0:y1, x0:x1] = False
+    np.testing.assert_array_equal(out[outside], rgb[outside])
+    assert np.abs(out[y0:y1, x0:x1].astype(int) - rgb[y0:y1, x0:x1]).max() <= 3
+
+
+def test_rectangle_feather_is_a_fraction_of_its_shorter_side() -> None:
+    rgb = np.full((400, 600, 3), 255, dtype=np.uint8)
+    framing = choose_framing((250, 150, 350, 250), 600, 400, 2.0, Fraction(3, 2))
+    assert framing.box == (150, 100, 450, 300)  # 300 x 200, inside the photo: all four edges ramp
+    out = PasteBack(rgb, framing, feather=0.1, color_match=False).paste(np.zeros((20, 30, 3), np.uint8))
+    row, column = out[200, :, 0].astype(int), out[:, 300, 0].astype(int)
+    # a band of 0.1 x 200 = 20 px on every edge, the long ones included
+    for line, start, stop in ((row, 150, 450), (column, 100, 300)):
+        assert (line[:start] == 255).all() and (line[stop:] == 255).all()
+        assert (line[start + 20 : stop - 20] == 0).all()
+        assert 0 < line[start + 10] < 255 and 0 < line[stop - 10] < 255
+        assert line[start + 19] <= 1 and line[start + 21] == 0
+
+
+def test_frames_of_another_shape_are_refused() -> None:
+    rgb = _noise_photo(300, 200)
+    framing = choose_framing((100, 50, 160, 110), 300, 200, 2.0, Fraction(3, 2))
+    paste = PasteBack(rgb, framing, color_match=False)
+    assert paste.paste(np.zeros((480, 720, 3), np.uint8)).shape == (200, 300, 3)  # 3:2 at any size
+    assert paste.paste(np.zeros((33, 49, 3), np.uint8)).shape == (200, 300, 3)  # a pixel of rounding
+    with pytest.raises(InputError, match="does not fit this crop") as error:
+        paste.paste(np.zeros((64, 64, 3), np.uint8))  # a square frame (Hallo's) into Hallo3's crop
+    assert error.value.input == "frame"
+
+
+@pytest.mark.parametrize("aspect", [0, -1.5, math.nan, math.inf, "3:2", True])
+def test_bad_aspect(aspect) -> None:
+    with pytest.raises(InputError, match="aspect") as error:
+        choose_framing((0, 0, 10, 10), 100, 100, 2.0, aspect)
+    assert error.value.input == "aspect"
 
 
 # ---- bad input -----------------------------------------------------------------------------------

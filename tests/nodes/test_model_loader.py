@@ -79,6 +79,7 @@ def test_the_variant_and_mode_options_come_from_the_family_registry(tmp_path, mo
 
         class Fake:
             name, variants, modes, flags = "Fake", {"fake": "fake/weights.bin"}, ("fake_loop",), {}
+            text_prompt, default_prompt = True, "a fake talking"
 
         monkeypatch.setattr(families, "FAMILIES", [*families.FAMILIES, Fake()])
         nodes = env.nodes()
@@ -88,9 +89,11 @@ def test_the_variant_and_mode_options_come_from_the_family_registry(tmp_path, mo
         for node in ("HalloSampler", "HalloAudioEmbed"):
             mode = {i.id: i for i in nodes[node].define_schema().inputs}["mode"]
             assert mode.options == ["auto", "hallo", "hallo2", "fake_loop"]
+        prompt = {i.id: i for i in nodes["HalloSampler"].define_schema().inputs}["prompt"]
+        assert 'Fake, empty: "a fake talking"' in prompt.tooltip and "Hallo3, empty:" in prompt.tooltip
 
 
-def test_a_hallo3_folder_is_listed_and_says_it_cannot_generate_yet(tmp_path) -> None:
+def test_a_hallo3_folder_is_listed_and_an_incomplete_one_says_what_to_fetch(tmp_path) -> None:
     folder = tmp_path / "models" / "hallo" / "h3"
     (folder / "hallo3" / "1").mkdir(parents=True)
     (folder / "hallo3" / "latest").write_text("1")
@@ -98,8 +101,6 @@ def test_a_hallo3_folder_is_listed_and_says_it_cannot_generate_yet(tmp_path) -> 
     with comfy_env(tmp_path / "models") as env:
         loader = env.nodes()["HalloModelLoader"]
         assert "hallo/h3" in {i.id: i for i in loader.define_schema().inputs}["model_folder"].options
-        with pytest.raises(env.module("hallo_pipeline.errors").InputError,
-                           match=r"HalloModelLoader input 'variant': variant 'hallo3' \(Hallo3 weights .*\): "
-                                 r"Hallo3 is not wired into the ComfyUI nodes yet \(issue #13\)"):
+        with pytest.raises(env.module("hallo_pipeline.errors").CheckpointError,
+                           match=r"HalloModelLoader input 'model_folder': .*3d-vae\.pt.*download .* --hallo3"):
             loader.execute(model_folder="hallo/h3", variant="auto", precision="auto", device="auto", attention="auto")
-

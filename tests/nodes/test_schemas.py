@@ -23,7 +23,7 @@ SOCKETS = {  # (inputs, outputs) as saved workflows refer to them
     "HalloReferenceEncode": (["pipeline", "face"], ["HALLO_REFERENCE"]),
     "HalloSampler": (
         ["pipeline", "reference", "audio", "pose_weight", "face_weight", "lip_weight", "steps", "cfg", "seed", "mode",
-         "start_frame", "end_frame", "previous"],
+         "start_frame", "end_frame", "previous", "prompt"],
         ["HALLO_FRAMES"],
     ),
     "HalloVideoStitch": (["frames", "audio", "fps", "frames_2", "frames_3", "frames_4"], ["IMAGE", "AUDIO", "VIDEO"]),
@@ -68,6 +68,7 @@ def test_widgets_have_sensible_defaults(schemas) -> None:
     assert (sampler["steps"].default, sampler["cfg"].default) == (40, 3.5)
     assert all(sampler[w].default == 1.0 for w in ("pose_weight", "face_weight", "lip_weight"))
     assert sampler["previous"].optional and sampler["end_frame"].default == 0
+    assert sampler["prompt"].optional and sampler["prompt"].default == "" and sampler["prompt"].multiline
     face = {i.id: i for i in schemas["HalloFaceMask"].inputs}
     assert (face["image_size"].default, face["image_size"].step, face["face_expand_ratio"].default) == (512, 64, 1.2)
     loader = {i.id: i for i in schemas["HalloModelLoader"].inputs}

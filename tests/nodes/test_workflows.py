@@ -18,10 +18,21 @@ def specs(comfy):
     return {node_id: spec_from_object_info(cls.GET_NODE_INFO_V1()) for node_id, cls in comfy.nodes().items()}
 
 
-def test_there_are_the_four_examples() -> None:
+def test_there_are_the_five_examples() -> None:
     assert [p.name for p in WORKFLOWS] == [
-        "hallo2_long_audio_upscaled.json", "hallo_masks_and_region_weights.json", "hallo_photo_paste_back.json",
-        "hallo_portrait_to_video.json"]
+        "hallo2_long_audio_upscaled.json", "hallo3_portrait_to_video.json", "hallo_masks_and_region_weights.json",
+        "hallo_photo_paste_back.json", "hallo_portrait_to_video.json"]
+
+
+def test_the_hallo3_example_loads_hallo3_with_its_defaults_and_pastes_back(specs) -> None:
+    workflow = json.loads((REPO / "workflows" / "hallo3_portrait_to_video.json").read_text())
+    prompt = to_prompt(workflow, specs)
+    by_type = {node_type: inputs for node_type, inputs in prompt.values()}
+    assert by_type["HalloModelLoader"]["variant"] == "hallo3"
+    sampler = by_type["HalloSampler"]
+    assert (sampler["steps"], sampler["cfg"]) == (50, 3.5) and sampler["prompt"].strip()  # the release's
+    assert by_type["HalloFaceMask"]["framing"] == "crop"
+    assert {"HalloPasteBack", "CreateVideo", "SaveVideo"} <= set(by_type)
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)

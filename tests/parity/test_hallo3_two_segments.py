@@ -198,25 +198,26 @@ def prepared(generator, hallo3_parity_path):
             hallo3_parity_path / CASE.settings["image"], waveform, rate, CASE.settings["prompt"],
             landmarks=load_file(str(inputs / "landmarks.safetensors"))["landmarks"].numpy(),
             face_embedding=load_file(str(inputs / "face_embedding.safetensors"))["face_embedding"],
+            framing="stretch",  # the release's geometry: the case was made from the whole photo
         )
 
 
 def test_generator_prepares_the_cases_inputs(prepared):
     """The model folder's T5 and wav2vec2, the photo and the stand-ins for the face models give the case's
     text, audio and identity inputs."""
-    portrait, conditions = prepared
+    face, conditions = prepared
     _check(conditions.text, "expected.text_c")
     _check(conditions.face_embedding, "expected.face_emb")
     assert conditions.frames == CASE.settings["audio_length_frames"]
     tol = hallo3_case("preprocess").tolerance("expected.windowed")
     assert_matches(conditions.audio, _windows(CASE.tensors["input.audio_hidden_states"]), tol, "audio windows")
-    assert portrait.square
+    assert face.portrait.square and face.framing is None
 
 
 @slow
 def test_generator_makes_the_cases_video(generator, prepared):
     """The generator's own inputs and loaded parts, the recorded draws replayed: the case's video."""
-    portrait, conditions = prepared
+    _, conditions = prepared
     segments = generator.generate(conditions, steps=CASE.settings["num_steps"], guidance=CASE.settings["guidance"],
                                   noise=_replayed_noise())
     _check(torch.cat([s.frames for s in segments])[None], "expected.video")

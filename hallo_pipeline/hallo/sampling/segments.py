@@ -10,29 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from ...errors import InputError
+from ...frames import FrameSegment, stitch  # noqa: F401 - stitch: re-exported where it always was
 from .clip_loop import MotionContext
-
-
-@dataclass
-class FrameSegment:
-    """A run of generated frames (node type HALLO_FRAMES)."""
-
-    frames: torch.Tensor  # (N, 3, S, S) float32 in [0, 1], CPU
-    start_frame: int  # index of frames[0] in the whole video
-    total_frames: int  # frames the whole audio needs (its true length)
-    fps: int
-    context: MotionContext  # continue the next segment from here
-
-    @property
-    def end_frame(self) -> int:
-        return self.start_frame + self.frames.shape[0]
-
-    def empty_continuation(self) -> "FrameSegment":
-        """No frames, starting where this one ends (what a segment after the end of the audio is)."""
-        return FrameSegment(self.frames[:0], self.end_frame, self.total_frames, self.fps, self.context)
 
 
 @dataclass(frozen=True)
@@ -120,16 +100,3 @@ def _start_at(total: int, clip: int, start_frame: int) -> tuple[int, MotionConte
         )
     # A later start without a previous segment begins from the portrait, with the noise of a full run.
     return start_frame, MotionContext(next_clip=start_frame // clip) if start_frame else None
-
-
-def stitch(segments: list[FrameSegment]) -> torch.Tensor:
-    """Concatenate segments in frame order; they must tile the range without gaps or overlaps."""
-    if not segments:
-        raise InputError("no frame segments to stitch", "frames")
-    ordered = sorted(segments, key=lambda s: s.start_frame)
-    for a, b in zip(ordered, ordered[1:]):
-        if b.start_frame != a.end_frame:
-            raise InputError(
-                f"segments do not join: one ends at frame {a.end_frame}, the next starts at {b.start_frame}", "frames"
-            )
-    return torch.cat([s.frames for s in ordered])

@@ -174,3 +174,23 @@ def test_bf16_end_to_end_on_the_cpu(tiny_model_folder, portrait_path, tmp_path) 
     out = pipe.animate(portrait_path, (_speech(0.3), 16000), tmp_path / "bf16.mp4",
                        pipe.settings(steps=1, clip_length=CLIP), image_size=SIZE)
     assert read_video_info(out)["frames"] == 8
+
+
+def test_step_memory_covers_a_full_size_denoiser_step() -> None:
+    """The activation reserve the nodes ask of ComfyUI against the step's peak counted on `meta`
+    (benchmarks/memory_estimate.py): enough, with a margin, and not wildly more."""
+    from types import SimpleNamespace
+
+    from benchmarks.memory_estimate import build_meta_models, denoiser_step_peak
+
+    net, _, _ = build_meta_models(dtype=torch.float16)
+    peak = denoiser_step_peak(net, size=512, frames=16)
+    reserve = HalloPipeline.step_memory(SimpleNamespace(dtype=torch.float16), SimpleNamespace(image_size=512),
+                                        SimpleNamespace(clip_length=16))
+    assert peak < reserve < 1.6 * peak
+
+
+def test_sample_refuses_a_prompt() -> None:
+    with pytest.raises(InputError, match="not by a text prompt") as caught:
+        HalloPipeline.sample(None, None, None, None, prompt="a man talking")
+    assert caught.value.input == "prompt"

@@ -110,6 +110,18 @@ class _FloatInput(WidgetInput):
         )
 
 
+class _StringInput(WidgetInput):
+    def __init__(self, id: str, display_name: str = None, optional=False, tooltip: str = None, lazy: bool = None,
+                 multiline=False, placeholder: str = None, default: str = None, dynamic_prompts: bool = None,
+                 socketless: bool = None, force_input: bool = None):
+        super().__init__(id, display_name, optional, tooltip, lazy, default, socketless, None, force_input)
+        self.multiline, self.placeholder, self.dynamic_prompts = multiline, placeholder, dynamic_prompts
+
+    def as_dict(self):
+        return super().as_dict() | prune_dict({"multiline": self.multiline, "placeholder": self.placeholder,
+                                               "dynamicPrompts": self.dynamic_prompts})
+
+
 class _ComboInput(WidgetInput):
     def __init__(self, id: str, options=None, display_name: str = None, optional=False, tooltip: str = None,
                  lazy: bool = None, default=None, control_after_generate: bool = None, upload=None, image_folder=None,
@@ -128,6 +140,7 @@ Boolean = _comfytype("BOOLEAN", _BooleanInput)
 Int = _comfytype("INT", _IntInput)
 Float = _comfytype("FLOAT", _FloatInput)
 Combo = _comfytype("COMBO", _ComboInput)
+String = _comfytype("STRING", _StringInput)
 Image = _comfytype("IMAGE")
 Mask = _comfytype("MASK")
 Audio = _comfytype("AUDIO")
