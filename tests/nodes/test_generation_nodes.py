@@ -12,24 +12,6 @@ import torch
 SIZE, CLIP, FRAMES = 64, 4, 10  # 10 frames of audio -> 3 clips, the last one trimmed
 
 
-@pytest.fixture(scope="module")
-def run(env, run):
-    """The shared `run` (tests/nodes/conftest.py), carrying its ComfyUI env for the tests that need it."""
-
-    def execute(node_id, **inputs):
-        return run(node_id, **inputs)
-
-    execute.env = env
-    return execute
-
-
-@pytest.fixture(scope="module")
-def pipeline(run):
-    (pipe,) = run("HalloModelLoader", model_folder="hallo", variant="auto", precision="auto", device="auto",
-                  attention="auto")
-    return pipe
-
-
 def _face(env):
     RegionMasks = env.module("hallo_pipeline.hallo.models").RegionMasks
     g = torch.Generator().manual_seed(1)

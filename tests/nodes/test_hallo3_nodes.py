@@ -13,6 +13,7 @@ import torch
 from tests.conftest import astronaut
 from tests.media import write_wav
 from tests.nodes.comfy_env import REPO, comfy_env
+from tests.nodes.conftest import comfy_over
 from tests.nodes.workflow_run import run_workflow
 
 PHOTO = dict(top=0, left=64, height=512, width=384)  # a 3:4 window of the astronaut around her face
@@ -21,29 +22,8 @@ PROMPT = "An astronaut is talking to the camera."
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, tiny_hallo3_folder):
-    models = tmp_path_factory.mktemp("comfy3") / "models"
-    models.mkdir()
-    (models / "hallo").symlink_to(tiny_hallo3_folder, target_is_directory=True)
-    with comfy_env(models) as env:
+    with comfy_over(tmp_path_factory, tiny_hallo3_folder) as env:
         yield env
-
-
-@pytest.fixture(scope="module")
-def run(env):
-    nodes = env.nodes()
-
-    def execute(node_id, **inputs):
-        return nodes[node_id].execute(**inputs).args
-
-    execute.env = env
-    return execute
-
-
-@pytest.fixture(scope="module")
-def pipeline(run):
-    (pipe,) = run("HalloModelLoader", model_folder="hallo", variant="auto", precision="auto", device="auto",
-                  attention="auto")
-    return pipe
 
 
 @pytest.fixture(scope="module")

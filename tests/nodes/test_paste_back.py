@@ -92,7 +92,8 @@ def test_a_stretched_face_asks_for_framing_crop(env, run, pipeline) -> None:
 @pytest.mark.parametrize(
     ("overrides", "name", "message"),
     [
-        ({"images": torch.rand(2, SIZE, SIZE + 2, 3)}, "images", r"images must be square frames .*\[2, 128, 130, 3\]"),
+        ({"images": torch.rand(2, SIZE, 2 * SIZE, 3)}, "images",
+         r"images must be frames \[frames, height, width, 3\] of the face's crop shape .*\[2, 128, 256, 3\]"),
         ({"feather": 0.9}, "feather", r"feather 0.9 is out of range"),
         ({"max_side": 5}, "max_side", r"max_side 5 is too small: use 0 \(no cap\) or at least 16"),
     ],
