@@ -176,8 +176,9 @@ def _stream(module: nn.Module) -> None:
 
 def streamed_modules(main: nn.Module, blocks: int) -> list[nn.Module]:
     """The modules of the last `blocks` layers of the main DiT: each transformer layer and its AdaLN projection
-    (the per-head q/k norms are a few hundred bytes and stay). The last layers, so the first ones, which start
-    every forward, are resident while the next would be prefetched."""
+    (the per-head q/k norms are a few hundred bytes and stay). The last layers: the resident ones run first, which
+    leaves room for a prefetch of the first streamed layer on a side stream (not done yet: each copy waits for
+    its layer's forward)."""
     layers = main.transformer.layers
     n = len(layers)
     if not 0 <= blocks <= n:

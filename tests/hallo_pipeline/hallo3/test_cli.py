@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 
@@ -268,8 +269,12 @@ def test_auto_precision_is_the_releases_bf16_on_a_gpu(folder, monkeypatch) -> No
     from hallo_pipeline.hallo3 import animate
 
     seen = []
-    monkeypatch.setattr(animate.Hallo3Generator, "from_model_folder",
-                        classmethod(lambda cls, root, device, dtype, **kw: seen.append((device.type, dtype))))
+
+    def from_model_folder(cls, root, device, dtype, **kw):
+        seen.append((device.type, dtype))
+        return SimpleNamespace(placement=kw.get("placement"))
+
+    monkeypatch.setattr(animate.Hallo3Generator, "from_model_folder", classmethod(from_model_folder))
     files = families.locate(folder, "hallo3")
     families.load_pipeline(files, device="cpu", dtype="auto")
     monkeypatch.setattr(devices, "resolve_device", lambda device: torch.device("cuda"))  # no GPU needed to decide
