@@ -92,26 +92,13 @@ def segment(root: Path, mode: str) -> dict[str, torch.Tensor]:
     from hallo_pipeline.hallo3.noise import ReplayedNoise
     from hallo_pipeline.hallo3.sampler import Schedule, guided_v_prediction, sample
     from hallo_pipeline.hallo3.vae import VAEConfig, load_vae
+    from hallo_pipeline.testing.hallo3_cases import segment_case_velocities
 
     settings, t = load_case(root, "segment")
     nets = networks(root, mode)
-    main = nets.main
     out = {}
     with torch.no_grad():
-        bank, _ = nets.reference.reference_bank(t["input.ref_latent"])
-        audio = t["input.audio_emb"]
-        batch = {
-            "concat": t["input.concat"].expand(2, -1, -1, -1, -1),
-            "text": torch.cat([t["input.text_uc"], t["input.text_c"]]),
-            "face_tokens": main.project_face(t["input.face_emb"].expand(2, -1)),
-            "audio_tokens": main.project_audio(torch.cat([torch.zeros_like(audio), audio])),
-            "reference": main.reference_kv([rows.expand(2, -1, -1) for rows in bank]),
-        }
-
-        def velocities(x, timestep):
-            v = main(latent=x.expand(2, -1, -1, -1, -1), timestep=torch.full((2,), timestep), **batch)
-            return v[:1], v[1:]
-
+        velocities = segment_case_velocities(nets, t)
         denoised = {}
         draws = [t[f"input.noise.{d['index']:03d}"] for d in settings["noise_draws"]]
         latent = sample(

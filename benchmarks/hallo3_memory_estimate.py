@@ -106,7 +106,7 @@ class MeteredPhases(Placement):
         return {"t5": "t5_encode", "reference": "reference_bank", "main": "main_dit"}[network]
 
     @contextlib.contextmanager
-    def use(self, *modules: nn.Module) -> Iterator[None]:
+    def use(self, *modules: nn.Module, memory: int = 0) -> Iterator[None]:
         (network,) = {self.names[id(m)] for m in modules}
         phase = self._phase(network)
         nbytes = 0 if self.all_resident else module_bytes(*modules)

@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(--offload-blocks changes how many)")
     a.add_argument("--fp8", action="store_true",
                    help="Hallo3 only: store the main DiT's layer weights in float8 (e4m3, scaled per tensor), upcast "
-                   "layer by layer: half its memory (18 -> 9 GB), a small change to the frames")
+                   "layer by layer: half its memory (18 -> 10 GB), a small change to the frames")
     a.add_argument("--offload-blocks", type=int, default=None, metavar="N",
                    help="Hallo3 only: keep N of the main DiT's layers (42 in the release) on the host and copy each "
                    "in for its own forward: less GPU memory, slower, the same frames (default 0, or half with "

@@ -69,7 +69,10 @@ class Placement:
         return module.to(self.offload if self.offload is not None else self.device)
 
     @contextlib.contextmanager
-    def use(self, *modules: torch.nn.Module) -> Iterator[None]:
+    def use(self, *modules: torch.nn.Module, memory: int = 0) -> Iterator[None]:
+        """`modules` on `device` for the block. `memory`: bytes the block's work needs beside their weights, a
+        hint for placements that share the device with other models (ComfyUI's frees that much first); this one
+        keeps nothing but the modules in use on the device, so it has nothing to free."""
         if self.offload is None:
             yield
             return

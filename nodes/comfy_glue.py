@@ -146,10 +146,10 @@ class ComfyPlacement(Placement):
         unique = {id(p): p for p in self._patchers.values()}
         return list(unique.values())
 
-    def _load(self, patchers: list[ModelPatcher]) -> None:
+    def _load(self, patchers: list[ModelPatcher], memory: int = 0) -> None:
         # Full loads only: our layers are plain torch layers, which ComfyUI cannot run half on
         # the GPU the way it runs its own (comfy.ops) layers.
-        mm.load_models_gpu(patchers, memory_required=self._memory_required, force_full_load=True)
+        mm.load_models_gpu(patchers, memory_required=max(self._memory_required, memory), force_full_load=True)
 
     @contextlib.contextmanager
     def computing(self, memory_required: int = 0) -> Iterator[None]:
@@ -165,10 +165,12 @@ class ComfyPlacement(Placement):
             self._memory_required = 0
 
     @contextlib.contextmanager
-    def use(self, *modules: torch.nn.Module) -> Iterator[None]:
+    def use(self, *modules: torch.nn.Module, memory: int = 0) -> Iterator[None]:
+        """`memory`: what the block needs beside the weights (e.g. Hallo3's VAE decode, about 17 GB at full size):
+        ComfyUI then offloads other models, ours included, until that much is free."""
         parts = list({id(p): p for p in (self._patchers[id(m)] for m in modules)}.values())
         # No core (Hallo3 homes every network): inside computing() only the parts in use are loaded.
-        self._load(parts + ([self._core] if self._computing and self._core is not None else []))
+        self._load(parts + ([self._core] if self._computing and self._core is not None else []), memory)
         try:
             yield
         finally:
@@ -190,7 +192,8 @@ def load_pipeline(folder: Path, variant: str, precision: str, device_option: str
     placement = ComfyPlacement(device, offload, low_vram=device_option == "low_vram")
     files = locate(folder, variant)
     dtype = choose_dtype(precision, device, family_of(files.variant).half_precision)
-    pipeline = load_family_pipeline(files, device=device, dtype=dtype, placement=placement, attention=attention)
+    pipeline = load_family_pipeline(files, device=device, dtype=dtype, placement=placement, attention=attention,
+                                    low_vram=device_option == "low_vram")
     placement.manage_core(pipeline.placement_core)
     return pipeline
 

@@ -40,7 +40,9 @@ class HalloModelLoader(io.ComfyNode):
                     "device", options=glue.DEVICE_OPTIONS, default="auto",
                     tooltip="auto: ComfyUI's GPU; ComfyUI moves our networks on and off it as memory requires. "
                     "low_vram: as auto, and the VAE, ReferenceNet and audio encoder leave the GPU "
-                    "right after each use. "
+                    "right after each use; for Hallo3 also the main DiT's weights in fp8, half its layers streamed "
+                    "from the CPU and the VAE decoding in tiles (about 12 GB instead of 23, slightly different "
+                    "frames). "
                     "cpu: run everything on the CPU (slow).",
                 ),
                 # Optional, so API-format prompts saved before this input existed still validate.

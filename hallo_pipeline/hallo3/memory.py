@@ -163,6 +163,8 @@ def _stream(module: nn.Module) -> None:
     active: list[contextlib.AbstractContextManager] = []
 
     def before(mod, args):
+        while active:  # a forward that raised (e.g. out of memory) never reached `after`: drop its copy first
+            active.pop().__exit__(None, None, None)
         ctx = copy.resident(_first_tensor(args).device)
         ctx.__enter__()
         active.append(ctx)

@@ -80,6 +80,25 @@ class SegmentOutput:
     decoded: torch.Tensor  # (1, 3, 49, H, W) the decoder's raw output (not clamped), on the CPU
 
 
+# What each phase needs on the device beside the weights computing in it, at the release's 480 x 720 in bf16: GB
+# counted on `meta` (benchmarks/results/hallo3-full-estimate-bf16.md; the main DiT's with a streamed layer). It
+# grows with the frame's area and the dtype's width.
+PHASE_ACTIVATIONS_GB = {
+    "vae_encode": 3.33, "reference_bank": 0.48, "main_dit": 5.02, "vae_decode": 16.56, "vae_decode_tiled": 4.78,
+}
+# Allocator rounding and library workspaces on top of the counted tensors.
+PHASE_SLACK = 1.1
+
+
+def phase_memory(phase: str, size: tuple[int, int], dtype: torch.dtype) -> int:
+    """Bytes `phase` needs beside its weights for frames of `size` (H, W) computed in `dtype`: the hint a
+    placement sharing the device (ComfyUI's) gets, so it frees that much first (e.g. offloads the main DiT
+    before the decode)."""
+    height, width = size
+    scale = height * width / (480 * 720) * torch.finfo(dtype).bits / 16
+    return int(PHASE_ACTIVATIONS_GB[phase] * 1e9 * scale * PHASE_SLACK)
+
+
 def segment_count(frames: int, stride: int) -> int:
     """Segments whose new frames reach into the first `frames` frames.
 
@@ -104,6 +123,20 @@ def audio_window(features: torch.Tensor, index: int, previous: torch.Tensor | No
     if short > 0:
         window = torch.cat([window, window[-1:].expand(short, *window.shape[1:])])
     return window
+
+
+def guided_batch(main, concat: torch.Tensor, text: torch.Tensor, face_tokens: torch.Tensor, audio: torch.Tensor,
+                 reference) -> dict:
+    """The main DiT's conditioning for a CFG batch [uncond, cond] (SPEC §8): `text` (2, L, D) and `face_tokens`
+    already in that layout, `concat` (1, T, z, h, w) and the audio window `audio` (1, frames, 5, layers, channels)
+    for the conditional half; the unconditional half hears zeros before the projection (AudioProj(0) != 0)."""
+    return {
+        "concat": concat.expand(2, -1, -1, -1, -1),
+        "text": text,
+        "face_tokens": face_tokens,
+        "audio_tokens": main.project_audio(torch.cat([torch.zeros_like(audio), audio])),
+        "reference": reference,
+    }
 
 
 def to_latent_frames(latent: torch.Tensor) -> torch.Tensor:
@@ -189,36 +222,32 @@ def generate_segments(
     text = conditions.text.to(device)
     text = torch.cat([torch.zeros_like(text), text])  # CFG batch [uncond, cond] (SPEC §8)
 
+    size, dtype = tuple(image.shape[-2:]), next(ref_dit.parameters()).dtype
+    memory = {phase: phase_memory(phase, size, dtype) for phase in PHASE_ACTIVATIONS_GB}
+    decode_phase = "vae_decode_tiled" if tiled_decode else "vae_decode"
     motion = image[:, :, None].expand(-1, -1, settings.motion_frames, -1, -1)  # segment 0: the image repeated
     reference = face_tokens = None
     window = None
     done = 0
     for index in range(segment_count(conditions.frames, settings.stride)):
         first = reference is None
-        with placement.use(*vae_modules):
+        with placement.use(*vae_modules, memory=memory["vae_encode"]):
             concat = motion_concat(vae, image, motion, noise, settings)
             if first:
                 # Once per video, its draw after segment 0's concat encode (the release's order).
                 ref_latent = encode(vae, conditions.reference.to(device=device, dtype=torch.float32)[:, :, None],
                                     noise)
         if first:
-            with placement.use(ref_dit):
+            with placement.use(ref_dit, memory=memory["reference_bank"]):
                 bank, _ = ref_dit.reference_bank(ref_latent)
         window = audio_window(conditions.audio, index, window, settings)
         audio = window[None].to(device)
-        with placement.use(main):
+        with placement.use(main, memory=memory["main_dit"]):
             if first:
                 reference = main.reference_kv(bank)
                 face_tokens = main.project_face(conditions.face_embedding.to(device).expand(2, -1))
                 del bank
-            batch = {
-                "concat": concat.expand(2, -1, -1, -1, -1),
-                "text": text,
-                "face_tokens": face_tokens,
-                # The unconditional half hears zeros before the projection (AudioProj(0) != 0, SPEC §8).
-                "audio_tokens": main.project_audio(torch.cat([torch.zeros_like(audio), audio])),
-                "reference": reference,
-            }
+            batch = guided_batch(main, concat, text, face_tokens, audio, reference)
 
             def velocities(x: torch.Tensor, timestep: int, batch=batch) -> tuple[torch.Tensor, torch.Tensor]:
                 v = main(latent=x.expand(2, -1, -1, -1, -1), timestep=torch.full((2,), timestep, device=device),
@@ -230,7 +259,7 @@ def generate_segments(
                 guided_v_prediction(velocities, settings.guidance), concat.shape, schedule, noise, device=device,
                 callback=step_callback,
             )
-        with placement.use(*vae_modules):
+        with placement.use(*vae_modules, memory=memory[decode_phase]):
             tiling = {"tiled": True} if tiled_decode else {}
             decoded = vae.decode(to_latent_frames(latent), output_device="cpu", **tiling).to(torch.float32)
         frames = output_frames(decoded)

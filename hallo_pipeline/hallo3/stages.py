@@ -134,14 +134,11 @@ class Hallo3Stages:
         return FAMILY.settings(self.files, mode, **settings)
 
     def step_memory(self, reference: Hallo3Reference, audio) -> int:
-        """Bytes of activations one guided DiT step needs beyond the weights (what ComfyUI should keep free).
+        """Bytes one segment's sampling needs beside the main DiT's weights (what the sampler node asks ComfyUI
+        to keep free); each network's own phase asks for its share as it comes (`segments.phase_memory`)."""
+        from .segments import phase_memory
 
-        Counted on `meta` at the release's size (`benchmarks/hallo3_memory_estimate.py`: 4.13 GB for a
-        480 x 720 segment in bf16, with the reference K/V and inputs 4.83 GB); it scales with the latent grid
-        and the dtype's width, so 5 GB per 480 x 720 at 2 bytes, with allocator slack."""
-        height, width = reference.working_size
-        itemsize = torch.finfo(self.dtype).bits // 8
-        return int(5e9 * (height * width) / (480 * 720) * itemsize / 2)
+        return phase_memory("main_dit", reference.working_size, self.dtype)
 
     def text_states(self, prompt: str) -> torch.Tensor:
         """T5 states of `prompt`, T5 on the device only while it encodes (cached for the last few prompts,

@@ -6,6 +6,8 @@ import pytest
 
 from benchmarks.hallo3_memory_estimate import NETWORK_OF, PHASES, estimate, markdown
 
+pytestmark = pytest.mark.slow  # the estimate runs every mode's generator on meta: about 15 s even at tiny size
+
 
 @pytest.fixture(scope="module")
 def tiny_result():

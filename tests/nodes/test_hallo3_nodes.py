@@ -218,3 +218,35 @@ def test_the_example_workflow_runs(tmp_path, tiny_hallo3_folder) -> None:
     assert (info["video_codec"], info["audio_codec"], info["fps"]) == ("h264", "aac", 25)
     assert (info["width"], info["height"], info["frames"]) == (PHOTO["width"], PHOTO["height"], 25)
     assert abs(info["audio_seconds"] - 1.0) < 0.05
+
+
+def test_each_hallo3_network_is_a_comfyui_model_loaded_for_its_own_phase(run, pipeline, face_outputs,
+                                                                           embedded) -> None:
+    """T5, both DiTs and the VAE are one ComfyUI model each; every phase loads its own network alone and tells
+    ComfyUI what it needs beside the weights: at least a DiT step's (the sampler node's reserve), the decode
+    more (so ComfyUI offloads the main DiT for it)."""
+    mm = run.env.mm
+    placement, generator = pipeline.placement, pipeline.generator
+    wrapped = {tuple(map(id, p.model.parts)) for p in placement.patchers}
+    networks = {"t5": generator.text_encoder.model, "reference": generator.nets.reference,
+                "main": generator.nets.main, "vae": generator.vae.model}
+    assert {(id(m),) for m in networks.values()} <= wrapped
+    name_of = {placement._patchers[id(m)]: name for name, m in networks.items()}
+    (reference,) = run("HalloReferenceEncode", pipeline=pipeline, face=face_outputs[0])
+    mm.load_calls.clear()
+    _sample(run, pipeline, reference, embedded[0], steps=1, prompt="A new prompt for T5")
+    loads = [([name_of.get(m) for m in call["models"]], call["memory_required"]) for call in mm.load_calls]
+    assert all(len(names) == 1 for names, _ in loads), loads
+    assert [names[0] for names, _ in loads[:5]] == ["t5", "vae", "reference", "main", "vae"]
+    step = pipeline.step_memory(reference, embedded[0])
+    assert all(memory >= step > 0 for _, memory in loads)
+    assert loads[4][1] == max(memory for _, memory in loads) > step
+
+
+def test_the_loaders_low_vram_is_hallo3s_low_vram(run) -> None:
+    """device low_vram: the main DiT's matrices in fp8 and half its layers streamed from the host (the decode
+    in tiles too; `Hallo3Family.load`)."""
+    (pipe,) = run("HalloModelLoader", model_folder="hallo", variant="hallo3", precision="fp32", device="low_vram",
+                  attention="auto")
+    dtypes = {p.dtype for p in pipe.generator.nets.main.transformer.layers.parameters()}
+    assert torch.float8_e4m3fn in dtypes

@@ -110,23 +110,12 @@ def test_whole_segment_with_the_networks(hallo3_parity_path):
     case's inputs with the recorded draws: every step's guided x0, the states and the output latent."""
     from hallo_pipeline.hallo3.noise import ReplayedNoise
     from hallo_pipeline.hallo3.sampler import Schedule, guided_v_prediction, sample
+    from hallo_pipeline.testing.hallo3_cases import segment_case_velocities
     from tests.parity.hallo3_networks import tiny_hallo3
 
     nets = tiny_hallo3(hallo3_parity_path)
-    main, t = nets.main, CASE.tensors
-    bank, _ = nets.reference.reference_bank(t["input.ref_latent"])
-    audio = t["input.audio_emb"]
-    batch = {
-        "concat": t["input.concat"].expand(2, -1, -1, -1, -1),
-        "text": torch.cat([t["input.text_uc"], t["input.text_c"]]),
-        "face_tokens": main.project_face(t["input.face_emb"].expand(2, -1)),
-        "audio_tokens": main.project_audio(torch.cat([torch.zeros_like(audio), audio])),
-        "reference": main.reference_kv([rows.expand(2, -1, -1) for rows in bank]),
-    }
-
-    def velocities(x: torch.Tensor, timestep: int) -> tuple[torch.Tensor, torch.Tensor]:
-        v = main(latent=x.expand(2, -1, -1, -1, -1), timestep=torch.full((2,), timestep), **batch)
-        return v[:1], v[1:]
+    t = CASE.tensors
+    velocities = segment_case_velocities(nets, t)
 
     seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     draws, kinds = _draws()

@@ -63,7 +63,14 @@ PHOTOS = {  # name: (window of the astronaut photo: top, left, height, width; up
 }
 
 
-@pytest.mark.parametrize("window, upscale, max_side", PHOTOS.values(), ids=PHOTOS.keys())
+# Two of the four shapes run with the slow tests, to keep the default run within its time budget.
+SLOW_PHOTOS = {"landscape-16x9", "square"}
+
+
+@pytest.mark.parametrize("window, upscale, max_side", [
+    pytest.param(*value, id=name, marks=[pytest.mark.slow] if name in SLOW_PHOTOS else [])
+    for name, value in PHOTOS.items()
+])
 def test_any_photo_in_the_same_photo_out(folder, working_size, tmp_path, window, upscale, max_side) -> None:
     """framing crop (the default): a real photo of any shape comes back whole, its size kept (or capped), the
     rectangle of the working aspect around the face animated and pasted back, with sound."""
@@ -121,6 +128,7 @@ def test_a_square_photo_gives_square_frames_with_the_audio_and_progress(folder, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav", "talking.mp4"]  # no partial file left
 
 
+@pytest.mark.slow  # about 15 s: two segments through the command line
 def test_a_wide_photo_fills_the_working_size_over_two_segments(folder, working_size, tmp_path, capsys) -> None:
     """framing stretch: a 3:2 window of the photo is scaled to cover the working size; audio past one segment
     takes two."""

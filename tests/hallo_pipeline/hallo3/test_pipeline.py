@@ -23,14 +23,17 @@ class RecordingPlacement(Placement):
     def __init__(self, names: dict[int, str]):
         super().__init__(torch.device("cpu"), offload=torch.device("cpu"))
         self.names, self.blocks, self.active, self.homed = names, [], [], []
+        self.hints: dict[str, int] = {}  # network -> the largest `memory` hint its blocks gave
 
     def home(self, module):
         self.homed.append(self.names[id(module)])
         return super().home(module)
 
     @contextlib.contextmanager
-    def use(self, *modules):
+    def use(self, *modules, memory=0):
         names = [self.names[id(m)] for m in modules]
+        for name in names:
+            self.hints[name] = max(self.hints.get(name, 0), memory)
         self.blocks.append(names)
         self.active.append(names)
         try:
@@ -110,6 +113,10 @@ def test_each_network_computes_alone_in_its_phase() -> None:
     # segment 1: the same without the reference pass. Never two networks in one block, never nested.
     assert placement.blocks[1:] == [["vae"], ["reference"], ["main"], ["vae"], ["vae"], ["main"], ["vae"]]
     assert outside == [], f"computed outside their use(): {outside}"
+    # Each phase tells a device-sharing placement what it needs beside the weights; the decode needs the most
+    # (ComfyUI then offloads the main DiT for it), the reference pass the least.
+    hints = placement.hints
+    assert hints["vae"] > hints["main"] > hints["reference"] > 0
     assert text.device.type == "cpu"
 
 
