@@ -196,7 +196,7 @@ class _ProgressBar:
         elapsed = time.monotonic() - self.start
         eta = elapsed / p.done * (p.total - p.done)
         self.stream.write(
-            f"\rclip {p.clip + 1}/{p.clips}  step {p.step}/{p.steps}  "
+            f"\r{p.unit} {p.clip + 1}/{p.clips}  step {p.step}/{p.steps}  "
             f"[{p.done}/{p.total}] {elapsed:6.1f}s elapsed, {eta:6.1f}s left "
         )
         self.stream.flush()
@@ -312,6 +312,16 @@ def _setup_output(verbose: bool) -> None:
     if not verbose and not sys.warnoptions:
         warnings.simplefilter("ignore")
         warnings.simplefilter("default", HalloWarning)  # ours are meant for the user (e.g. silent audio)
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        # Ours are written for the user: the message alone, not the library's source line that raised it.
+        if issubclass(category, HalloWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show  # main()'s catch_warnings() puts the original back
 
 
 @contextlib.contextmanager

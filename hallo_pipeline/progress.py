@@ -14,3 +14,4 @@ class Progress:
     steps: int
     done: int  # steps done in this run
     total: int  # steps in this run
+    unit: str = "clip"  # what `clip` counts, for messages: "clip" (Hallo) or "segment" (Hallo3)

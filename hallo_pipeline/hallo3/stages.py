@@ -55,7 +55,7 @@ def step_callback(segments: int, steps: int, progress: Callable[[Progress], None
     def on_step(segment: int, step, x, denoised) -> None:
         if progress is not None:
             done = segment * steps + step.index + 1
-            progress(Progress(segment, segments, step.index + 1, steps, done, segments * steps))
+            progress(Progress(segment, segments, step.index + 1, steps, done, segments * steps, unit="segment"))
         if should_cancel is not None and should_cancel():
             raise Cancelled("generation was cancelled")
 

@@ -124,7 +124,7 @@ def test_a_square_photo_gives_square_frames_with_the_audio_and_progress(folder, 
     height, _ = working_size
     _check_video(out, seconds, (height, height))
     err = capsys.readouterr().err
-    assert "clip 1/1  step 1/2  [1/2]" in err and "step 2/2  [2/2]" in err
+    assert "segment 1/1  step 1/2  [1/2]" in err and "step 2/2  [2/2]" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav", "talking.mp4"]  # no partial file left
 
 
@@ -143,7 +143,7 @@ def test_a_wide_photo_fills_the_working_size_over_two_segments(folder, working_s
                     "--framing", "stretch") == 0
     height, width = working_size
     _check_video(out, seconds, (width, height))
-    assert "clip 2/2  step 1/1  [2/2]" in capsys.readouterr().err
+    assert "segment 2/2  step 1/1  [2/2]" in capsys.readouterr().err
 
 
 def test_the_family_fills_in_its_defaults(folder, tmp_path, monkeypatch) -> None:
