@@ -228,8 +228,11 @@ class Models:
         self.state = MainState()
         self.rebuilds += 1
 
-    def prepare_main(self, mode: Mode) -> None:
-        """The main DiT as `mode` holds it, by the library's `MemoryOptions.apply` (only what is not applied yet)."""
+    def prepare_main(self, mode: Mode, device: torch.device | None = None) -> None:
+        """The main DiT as `mode` holds it, by the library's `MemoryOptions.apply` (only what is not applied yet).
+        The fp8 conversion runs on `device` when it is a GPU (a few seconds there; minutes of the host's cores for
+        ~9 B weights), and on the host if that fails: `store_fp8` converts what is still plain `nn.Linear`, so a
+        half-done conversion is finished there."""
         from hallo_pipeline.hallo3.pipeline import MemoryOptions
 
         want = MainState(mode.fp8, mode.offload_blocks)
@@ -237,9 +240,17 @@ class Models:
             return
         if not self.state.reachable(want):
             self.rebuild_main()
-        MemoryOptions(fp8=want.fp8 and not self.state.fp8, offload_blocks=want.offload_blocks).apply(self.nets.main)
+        main = self.nets.main
+        if want.fp8 and not self.state.fp8 and device is not None and device.type == "cuda":
+            try:
+                MemoryOptions(fp8=True).apply(main.to(device))
+            except torch.OutOfMemoryError:
+                pass
+            finally:
+                main.to(self.host)
+                free_device(device)
+        MemoryOptions(fp8=want.fp8, offload_blocks=want.offload_blocks).apply(main)
         self.state = want
-
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -392,7 +403,7 @@ def run_mode(mode: Mode, models: Models, device: torch.device, host: torch.devic
         clock.check()
         t = time.perf_counter()
         rebuilds = models.rebuilds
-        models.prepare_main(mode)
+        models.prepare_main(mode, device)
         out["prepare_main_s"] = time.perf_counter() - t
         out["main_rebuilt"] = models.rebuilds > rebuilds
         offload = None if mode.all_resident or device.type != "cuda" else host
@@ -473,7 +484,10 @@ def markdown(result: dict) -> str:
     lines = [
         f"# Hallo3, one segment per memory mode: {result['config']} size, {result['device_type']}, {result['dtype']}",
         "", f"`{result['command']}`", "",
-        f"device **{result['device']}**; torch {result['versions']['torch']}, diffusers "
+        f"device **{result['device']}**"
+        + (f" ({result['device_total_gb']:.1f} GB, {result['device_free_gb_at_start']:.1f} GB free after the CUDA "
+           "context)" if "device_free_gb_at_start" in result else "")
+        + f"; torch {result['versions']['torch']}, diffusers "
         f"{result['versions']['diffusers']}, transformers {result['versions']['transformers']}; "
         f"{result['size'][0]}x{result['size'][1]}, {result['segment_frames']} frames ({result['latent_frames']} "
         f"latents), CFG batch 2, {result['steps']} sampler steps; random weights; status **{result['status']}** after "
@@ -492,8 +506,11 @@ def markdown(result: dict) -> str:
         if run["status"] in ("skipped", "pending"):
             continue
         lines += [
-            f"{run['seconds']:.1f} s in all" + (f"; main DiT built again ({run['prepare_main_s']:.1f} s)"
-                                                if run.get("main_rebuilt") else "")
+            f"{run['seconds']:.1f} s in all"
+            + (f"; main DiT converted for the mode in {run['prepare_main_s']:.1f} s"
+               + (" (built again first)" if run.get("main_rebuilt") else "") if run.get("prepare_main_s", 0) > 0.05
+               else "")
+            + (f"; networks homed in {run['home_s']:.1f} s" if run.get("home_s", 0) > 0.05 else "")
             + (f"; {run['frames']} frames" if "frames" in run else "")
             + (f"; host peak RSS {run['host_peak_gb']:.1f} GB" if run.get("host_peak_gb") else ""), "",
             "| phase | load s | compute s | unload s | s/step (first) | peak GB measured | peak GB estimated "
@@ -642,6 +659,9 @@ def main(argv=None) -> int:
         warm_up(device, dtype)
         result["build"] = {"seconds": time.perf_counter() - t, "host_peak_gb": high_water_mib() * 2**20 / GB,
                            "weight_bytes": models.weight_bytes()}
+        if device.type == "cuda":
+            free, total = torch.cuda.mem_get_info(device)
+            result["device_free_gb_at_start"] = free / GB  # the CUDA context and cuBLAS take their share first
         print(f"built in {result['build']['seconds']:.1f} s", flush=True)
         result["status"] = "running"
         for _, mode in selected:
