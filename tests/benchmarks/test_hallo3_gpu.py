@@ -67,21 +67,41 @@ def test_a_spent_budget_skips_every_mode_and_still_writes(tmp_path) -> None:
     assert all(f"## {name}: skipped" in text for name in result["modes"])
 
 
+def test_a_budget_spent_within_a_mode_stops_it_at_the_next_step(tmp_path, monkeypatch) -> None:
+    on_step = hallo3_gpu.TimedPlacement.on_step
+
+    def late(self, *args):
+        self.clock.stop_reason = "signal 15"  # what SIGTERM or the budget leave behind
+        on_step(self, *args)
+
+    monkeypatch.setattr(hallo3_gpu.TimedPlacement, "on_step", late)
+    code, result, text = _run(tmp_path, "--estimate", "none")
+    first, *rest = result["modes"].values()
+    assert result["status"] == "stopped: signal 15" and first["status"] == "stopped"
+    assert [r["status"] for r in first["phases"].values()] == ["ok", "ok", "ok", "stopped"]
+    assert first["phases"]["main_dit"]["steps"] == 1  # the step was timed before the stop
+    assert rest and all(r["status"] == "skipped" for r in rest)
+
+
 @pytest.mark.slow  # two tiny modes run
 def test_a_failing_mode_is_recorded_and_the_next_one_runs(tmp_path, monkeypatch) -> None:
-    prepare = hallo3_gpu.Models.prepare_main
+    from hallo_pipeline.hallo3.vae import Hallo3VAE
 
-    def failing(self, mode):
-        if mode.tiled_decode:
+    decode = Hallo3VAE.decode
+
+    def failing(self, latents, output_device=None, tiled=False):
+        if tiled:
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-        prepare(self, mode)
+        return decode(self, latents, output_device, tiled)
 
-    monkeypatch.setattr(hallo3_gpu.Models, "prepare_main", failing)
+    monkeypatch.setattr(Hallo3VAE, "decode", failing)
     code, result, text = _run(tmp_path, "--modes", "tiled-decode,fp8", "--estimate", "none")
-    runs = result["modes"]
-    assert code == 0 and runs["tiled decode"]["status"] == "error" and "injected" in runs["tiled decode"]["error"]
-    assert runs["fp8"]["status"] == "ok" and list(runs["fp8"]["phases"]) == list(PHASES)
-    assert "## tiled decode: error (OutOfMemoryError" in text
+    failed, ok = result["modes"]["tiled decode"], result["modes"]["fp8"]
+    assert code == 0 and failed["status"] == "error" and "injected" in failed["error"]
+    assert [(p, r["status"]) for p, r in failed["phases"].items()] == [(p, "error" if p == "vae_decode" else "ok")
+                                                                       for p in PHASES]
+    assert ok["status"] == "ok" and [r["status"] for r in ok["phases"].values()] == ["ok"] * len(PHASES)
+    assert "## tiled decode: error (OutOfMemoryError" in text and "| vae_decode (error) |" in text
 
 
 def test_full_size_networks_on_meta_hold_the_estimates_weights_in_every_mode() -> None:
