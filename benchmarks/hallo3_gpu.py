@@ -494,7 +494,7 @@ def markdown(result: dict) -> str:
         f"{result['elapsed_s']:.1f} s (budget {result['budget_s']:.0f} s).", "",
         f"Built the networks on the host in {result['build']['seconds']:.1f} s (host peak RSS "
         f"{result['build']['host_peak_gb']:.1f} GB); weights GB: "
-        + ", ".join(f"{k} {v / GB:.2f}" for k, v in result["build"]["weight_bytes"].items()) + ".", "",
+        + ", ".join(f"{k} {_gb(v)}" for k, v in result["build"]["weight_bytes"].items()) + ".", "",
         "Seconds are wall-clock with the device synchronised: `load` moves the phase's network to the device, "
         "`unload` back to the host (nothing moves on the CPU, nor in `all resident`). s/step is the median of the "
         "steps after the first; the first also computes the reference K/V. Peak GB (10^9 bytes) is "
@@ -598,6 +598,12 @@ def main(argv=None) -> int:
                              "more threads than free cores make the CPU run many times slower")
     parser.add_argument("--out", type=Path, help="write <out>.json and <out>.md (after every mode)")
     args = parser.parse_args(argv)
+    try:  # before anything is built: a lent GPU machine may lack one of them (its image has no diffusers)
+        import diffusers  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        parser.error(f"{exc.name} is not installed: this benchmark needs diffusers (>= 0.31) and transformers; on a "
+                     "machine without network access, carry their wheels (pip download --no-deps ...)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     clock = Clock(args.budget_s)
