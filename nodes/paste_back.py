@@ -55,16 +55,24 @@ class HalloPasteBack(io.ComfyNode):
                     tooltip="0: the photo's own size. Otherwise the output's longer side in pixels at most (e.g. "
                     "1920), to keep large photos to a size video players and memory can take.",
                 ),
+                # Optional and last: workflows saved before it existed load unchanged.
+                io.Float.Input(
+                    "fps", default=25.0, min=1.0, max=120.0, step=1.0, optional=True,
+                    tooltip="The frame rate, passed through to the fps output (connect Hallo Video Stitch's fps), so "
+                    "Create Video or VideoHelperSuite's Video Combine get it from here.",
+                ),
             ],
             outputs=[
                 io.Image.Output("images_out", display_name="images",
                                 tooltip="The whole photo with the animated face, [frames, height, width, 3] at the "
                                 "photo's size (even sides for video; the longer side at most max_side)."),
+                io.Float.Output("fps_out", display_name="fps", tooltip="The fps input, passed through."),
             ],
         )
 
     @classmethod
-    def execute(cls, images, face, feather: float, color_match: bool, max_side: int) -> io.NodeOutput:
+    def execute(cls, images, face, feather: float, color_match: bool, max_side: int, fps: float = 25.0
+                ) -> io.NodeOutput:
         from ..hallo_pipeline.framing import check_paste_options, output_size
 
         with blame(NODE_ID, "max_side", inputs={name: name for name in PASTE_OPTIONS}):
@@ -84,7 +92,7 @@ class HalloPasteBack(io.ComfyNode):
             for index in glue.each_item(count):  # one full-size frame at a time, straight into the batch
                 frame = images[index, :, :, :3].detach().to("cpu", torch.float32).numpy()
                 out[index].copy_(torch.from_numpy(paste.paste(frame))).div_(255)
-        return io.NodeOutput(out)
+        return io.NodeOutput(out, float(fps))
 
 
 def _crop_framing(face):

@@ -37,6 +37,10 @@ class HalloVideoStitch(io.ComfyNode):
                 io.Image.Output("images", display_name="images", tooltip="All frames, [frames, height, width, 3]."),
                 io.Audio.Output("audio_cut", display_name="audio", tooltip="The audio of exactly these frames."),
                 io.Video.Output("video", display_name="video", tooltip="Frames + audio, for Save Video."),
+                # Last, so links saved by output slot number keep pointing at the same outputs.
+                io.Float.Output("fps_out", display_name="fps",
+                                tooltip="The frame rate, for Create Video, VideoHelperSuite's Video Combine or Hallo "
+                                "Paste Back."),
             ],
         )
 
@@ -52,4 +56,4 @@ class HalloVideoStitch(io.ComfyNode):
         start = min(s.start_frame for s in segments)
         cut = make_audio(glue.to_output(cut_audio(waveform, sample_rate, start / fps, images.shape[0] / fps)),
                          sample_rate)
-        return io.NodeOutput(images, cut, glue.make_video(images, cut, fps))
+        return io.NodeOutput(images, cut, glue.make_video(images, cut, fps), float(fps))

@@ -65,14 +65,15 @@ def test_segments_continue_seamlessly_and_stitch_with_audio(run, pipeline) -> No
 
     sr = 16000
     track = {"waveform": torch.linspace(-1, 1, sr).reshape(1, 1, sr), "sample_rate": sr}
-    images, cut, video = run("HalloVideoStitch", frames=tail, audio=track, fps=25.0, frames_2=head)
+    images, cut, video, fps = run("HalloVideoStitch", frames=tail, audio=track, fps=25.0, frames_2=head)
+    assert fps == 25.0 and isinstance(fps, float)  # for Create Video / Video Combine
     torch.testing.assert_close(images, whole.frames.permute(0, 2, 3, 1), rtol=0, atol=1e-6)
     assert images.shape == (FRAMES, SIZE, SIZE, 3) and images.dtype == torch.float32
     assert cut["sample_rate"] == sr and cut["waveform"].shape == (1, 1, FRAMES * sr // 25)
     assert torch.equal(cut["waveform"], track["waveform"][..., : FRAMES * sr // 25])
     assert video.get_components().images is images and video.get_components().audio is cut
 
-    _, cut_tail, _ = run("HalloVideoStitch", frames=tail, audio=track, fps=25.0)
+    _, cut_tail, _, _ = run("HalloVideoStitch", frames=tail, audio=track, fps=25.0)
     start = CLIP * sr // 25
     assert torch.equal(cut_tail["waveform"], track["waveform"][..., start : start + (FRAMES - CLIP) * sr // 25])
 
@@ -86,7 +87,7 @@ def test_a_segment_after_the_end_of_the_audio_is_empty(run, pipeline) -> None:
     rest = _sample(run, pipeline, reference, audio, previous=whole)
     assert rest.frames.shape == (0, 3, SIZE, SIZE) and rest.start_frame == whole.end_frame == FRAMES
     track = {"waveform": torch.zeros(1, 1, 16000), "sample_rate": 16000}
-    images, _, _ = run("HalloVideoStitch", frames=whole, audio=track, fps=25.0, frames_2=rest)
+    images, _, _, _ = run("HalloVideoStitch", frames=whole, audio=track, fps=25.0, frames_2=rest)
     assert torch.equal(images, whole.frames.permute(0, 2, 3, 1))
 
 

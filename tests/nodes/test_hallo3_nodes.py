@@ -129,10 +129,11 @@ def test_sampler_stitch_and_paste_back_make_the_photo_talk(run, pipeline, face_o
     assert seen == [(i, 2 * segments) for i in range(1, 2 * segments + 1)]  # every step of every segment
     height, width = working_size
     assert segment.frames.shape == (25, 3, height, width) and segment.start_frame == 0
-    images, audio_cut, video = run("HalloVideoStitch", frames=segment, audio=used, fps=25.0)
+    images, audio_cut, video, fps = run("HalloVideoStitch", frames=segment, audio=used, fps=25.0)
     assert images.shape == (25, height, width, 3) and audio_cut["waveform"].shape[-1] == 16000
-    (pasted,) = run("HalloPasteBack", images=images, face=face_outputs[0], feather=0.05, color_match=True,
-                    max_side=0)
+    pasted, fps_out = run("HalloPasteBack", images=images, face=face_outputs[0], feather=0.05, color_match=True,
+                          max_side=0, fps=fps)
+    assert fps_out == fps == 25.0
     assert pasted.shape == (25, PHOTO["height"], PHOTO["width"], 3)  # the whole photo, at its size
     photo = _image(**PHOTO)[0]
     x0, y0, x1, y1 = face_outputs[0].framing.visible

@@ -26,8 +26,9 @@ SOCKETS = {  # (inputs, outputs) as saved workflows refer to them
          "start_frame", "end_frame", "previous", "prompt"],
         ["HALLO_FRAMES"],
     ),
-    "HalloVideoStitch": (["frames", "audio", "fps", "frames_2", "frames_3", "frames_4"], ["IMAGE", "AUDIO", "VIDEO"]),
-    "HalloPasteBack": (["images", "face", "feather", "color_match", "max_side"], ["IMAGE"]),
+    "HalloVideoStitch": (["frames", "audio", "fps", "frames_2", "frames_3", "frames_4"],
+                         ["IMAGE", "AUDIO", "VIDEO", "FLOAT"]),
+    "HalloPasteBack": (["images", "face", "feather", "color_match", "max_side", "fps"], ["IMAGE", "FLOAT"]),
 }
 
 
