@@ -32,7 +32,7 @@ class HalloAudioEmbed(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=NODE_ID,
+            node_id="HalloAudioEmbed",
             display_name="Hallo Audio Embed",
             category=f"{CATEGORY}/preprocessing",
             description="Turns speech into wav2vec2 features, 25 video frames per second. Any sample rate and channel "

@@ -18,7 +18,7 @@ class HalloFaceMask(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=NODE_ID,
+            node_id="HalloFaceMask",
             display_name="Hallo Face Mask",
             category=f"{CATEGORY}/preprocessing",
             description="Finds the face (mediapipe landmarks), cuts a crop around it from the photo (a square for "

@@ -15,7 +15,7 @@ class HalloModelLoader(io.ComfyNode):
     def define_schema(cls):
         folders = list(glue.model_folders())
         return io.Schema(
-            node_id=NODE_ID,
+            node_id="HalloModelLoader",
             display_name="Hallo Model Loader",
             category=f"{CATEGORY}/loaders",
             description="Loads the Hallo / Hallo2 networks and VAE of a model folder laid out like the Hugging Face "

@@ -25,7 +25,7 @@ class HalloPasteBack(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=NODE_ID,
+            node_id="HalloPasteBack",
             display_name="Hallo Paste Back",
             category=f"{CATEGORY}/output",
             description="Pastes every generated frame back into the photo its face was cut from (Hallo Face Mask "

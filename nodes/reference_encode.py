@@ -12,7 +12,7 @@ class HalloReferenceEncode(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=NODE_ID,
+            node_id="HalloReferenceEncode",
             display_name="Hallo Reference Encode",
             category=f"{CATEGORY}/preprocessing",
             description="Encodes the portrait once: identity tokens, FaceLocator features and the ReferenceNet rows of "

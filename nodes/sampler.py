@@ -29,7 +29,7 @@ class HalloSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=NODE_ID,
+            node_id="HalloSampler",
             display_name="Hallo Sampler",
             category=f"{CATEGORY}/sampling",
             description="Generates the talking-head frames clip by clip (25 fps), each clip continuing from the last "

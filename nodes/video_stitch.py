@@ -15,7 +15,7 @@ class HalloVideoStitch(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id=NODE_ID,
+            node_id="HalloVideoStitch",
             display_name="Hallo Video Stitch",
             category=f"{CATEGORY}/output",
             description="Joins up to four segments from Hallo Sampler in frame order (they must follow each other "

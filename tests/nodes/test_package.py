@@ -104,3 +104,36 @@ def test_only_the_adapter_modules_touch_comfyui() -> None:
             if any(n.split(".")[0] in comfy_modules for n in names):
                 users.add(path.name)
     assert users == {"comfy_glue.py", "api.py"}
+
+
+def _is_named(node, name: str) -> bool:
+    """`name` or `<anything>.name`."""
+    return (isinstance(node, ast.Name) and node.id == name) or (isinstance(node, ast.Attribute) and node.attr == name)
+
+
+def _literal_schema_ids(path) -> dict[str, str]:
+    """class name -> node_id, read the way a static scanner reads it (ComfyUI-Manager's, which builds the
+    registry's node list without running the pack): a class whose base is `ComfyNode` or `<x>.ComfyNode`,
+    a plain (not async) `define_schema`, inside it a call to `Schema` or `<x>.Schema` whose `node_id=` is
+    a string literal. A name such as `node_id=NODE_ID` is invisible to it."""
+    found = {}
+    for cls in ast.walk(ast.parse(path.read_text())):
+        if not (isinstance(cls, ast.ClassDef) and any(_is_named(base, "ComfyNode") for base in cls.bases)):
+            continue
+        methods = [m for m in cls.body if isinstance(m, ast.FunctionDef) and m.name == "define_schema"]
+        calls = [c for m in methods for c in ast.walk(m) if isinstance(c, ast.Call) and _is_named(c.func, "Schema")]
+        for kw in (kw for call in calls for kw in call.keywords if kw.arg == "node_id"):
+            if isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                found[cls.name] = kw.value.value
+    return found
+
+
+def test_schemas_spell_their_node_id_literally_and_agree_with_node_id(comfy) -> None:
+    """The registry and ComfyUI-Manager list a pack's nodes from a static scan of its source; the
+    module constant NODE_ID (used for error messages) must stay the same string."""
+    literal = {}
+    for path in sorted((REPO / "nodes").glob("*.py")):
+        literal.update(_literal_schema_ids(path))
+    assert sorted(literal.values()) == sorted(NODE_IDS)
+    for node_id, cls in comfy.nodes().items():
+        assert literal[cls.__name__] == node_id == sys.modules[cls.__module__].NODE_ID == cls.__name__
