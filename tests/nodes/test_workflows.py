@@ -124,3 +124,21 @@ def test_workflows_saved_before_framing_still_load(path, specs) -> None:
     assert any("no value for widget framing" in p for p in check_workflow(workflow, specs))  # shipped ones: complete
     (inputs,) = [inputs for node_type, inputs in to_prompt(workflow, specs).values() if node_type == "HalloFaceMask"]
     assert "framing" not in inputs and "crop_scale" not in inputs and inputs["allow_missing_identity"] is False
+
+
+def test_the_videohelpersuite_check_fits_our_schemas(comfy) -> None:
+    """tests/nodes/data/vhs_video_combine_api.json (VHS Load Audio (upload) -> our nodes -> VHS Video Combine with
+    Paste Back's fps), run in a real ComfyUI with VideoHelperSuite (README, "Checked in a real ComfyUI"): its
+    inputs for our nodes are the ones our schemas have, every required one given."""
+    prompt = json.loads((REPO / "tests" / "nodes" / "data" / "vhs_video_combine_api.json").read_text())
+    nodes = comfy.nodes()
+    ours = {key: node for key, node in prompt.items() if node["class_type"] in nodes}
+    assert {node["class_type"] for node in ours.values()} == set(nodes)  # all seven
+    for key, node in ours.items():
+        schema = nodes[node["class_type"]].define_schema()
+        names = {i.id for i in schema.inputs}
+        required = {i.id for i in schema.inputs if not i.optional}
+        assert required <= set(node["inputs"]) <= names, key
+    combine = prompt["10"]["inputs"]
+    paste = next(k for k, n in ours.items() if n["class_type"] == "HalloPasteBack")
+    assert combine["frame_rate"] == [paste, 1]  # the fps output, by slot
