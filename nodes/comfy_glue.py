@@ -185,15 +185,17 @@ def attention_kernel(attention: str, precision: str, device_option: str):
     return select_kernel(attention, device, choose_dtype(precision, device))
 
 
-def load_pipeline(folder: Path, variant: str, precision: str, device_option: str, attention="auto"):
+def load_pipeline(folder: Path, variant: str, precision: str, device_option: str, attention="auto",
+                  compile: bool = False):
     """The pipeline of the folder's model family, its weights waiting on ComfyUI's offload device, each part a
-    ComfyUI model. `attention`: an option name or a kernel from `attention_kernel`."""
+    ComfyUI model. `attention`: an option name or a kernel from `attention_kernel`; `compile`: torch.compile
+    the denoiser (families that cannot refuse it)."""
     device, offload = choose_devices(device_option)
     placement = ComfyPlacement(device, offload, low_vram=device_option == "low_vram")
     files = locate(folder, variant)
     dtype = choose_dtype(precision, device, family_of(files.variant).half_precision)
     pipeline = load_family_pipeline(files, device=device, dtype=dtype, placement=placement, attention=attention,
-                                    low_vram=device_option == "low_vram")
+                                    low_vram=device_option == "low_vram", compile=compile)
     placement.manage_core(pipeline.placement_core)
     return pipeline
 

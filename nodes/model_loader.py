@@ -55,16 +55,25 @@ class HalloModelLoader(io.ComfyNode):
                     "flash and sage need "
                     "their Python package (flash-attn / sageattention), a CUDA GPU and fp16 or bf16 precision.",
                 ),
+                io.Boolean.Input(
+                    "compile", default=False, optional=True,
+                    tooltip="Hallo: torch.compile the denoising UNet. The first denoising step pays the compile time "
+                    "(about a minute on a GPU), later steps run faster; needs a working C++ compiler / Triton "
+                    "for your GPU. Hallo3 stops with a message (not wired for its DiT yet).",
+                ),
             ],
             outputs=[PIPELINE.Output("pipeline", display_name="pipeline", tooltip="The loaded Hallo pipeline.")],
         )
 
     @classmethod
     def execute(
-        cls, model_folder: str, variant: str, precision: str, device: str, attention: str = "auto"
+        cls, model_folder: str, variant: str, precision: str, device: str, attention: str = "auto",
+        compile: bool = False,
     ) -> io.NodeOutput:
         with blame(NODE_ID, "attention"):
             glue.attention_kernel(attention, precision, device)  # a wrong choice fails before gigabytes are read
-        with blame(NODE_ID, "model_folder", inputs={"variant": "variant", "attention": "attention"}):
-            pipeline = glue.load_pipeline(glue.model_folder_path(model_folder), variant, precision, device, attention)
+        with blame(NODE_ID, "model_folder", inputs={"variant": "variant", "attention": "attention",
+                                                     "compile": "compile", "low_vram": "device"}):
+            pipeline = glue.load_pipeline(glue.model_folder_path(model_folder), variant, precision, device, attention,
+                                          compile=compile)
         return io.NodeOutput(pipeline)

@@ -104,3 +104,24 @@ def test_a_hallo3_folder_is_listed_and_an_incomplete_one_says_what_to_fetch(tmp_
         with pytest.raises(env.module("hallo_pipeline.errors").CheckpointError,
                            match=r"HalloModelLoader input 'model_folder': .*3d-vae\.pt.*download .* --hallo3"):
             loader.execute(model_folder="hallo/h3", variant="auto", precision="auto", device="auto", attention="auto")
+
+
+def test_compile_reaches_hallos_denoiser_and_hallo3_refuses_it(comfy_with_models, tmp_path) -> None:
+    """The loader's optional compile: Hallo's denoising UNet is wrapped by torch.compile (compiled on its first
+    step); Hallo3 stops with a message naming the input, before any weights load."""
+    loader = comfy_with_models.nodes()["HalloModelLoader"]
+    (pipeline,) = loader.execute(model_folder="hallo", variant="hallo", precision="fp32", device="cpu",
+                                 attention="auto", compile=True).args
+    assert pipeline.net.denoising_unet._compiled_call_impl is not None
+    (plain,) = loader.execute(model_folder="hallo", variant="hallo", precision="fp32", device="cpu",
+                              attention="auto").args
+    assert plain.net.denoising_unet._compiled_call_impl is None
+    folder = tmp_path / "models3" / "hallo" / "h3"
+    (folder / "hallo3" / "1").mkdir(parents=True)
+    (folder / "hallo3" / "latest").write_text("1")
+    (folder / "hallo3" / "1" / "mp_rank_00_model_states.safetensors").write_bytes(b"x")
+    with comfy_env(tmp_path / "models3") as env:
+        with pytest.raises(env.module("hallo_pipeline.errors").InputError,
+                           match=r"HalloModelLoader input 'compile': Hallo3 cannot honour compile"):
+            env.nodes()["HalloModelLoader"].execute(model_folder="hallo/h3", variant="hallo3", precision="auto",
+                                                    device="auto", attention="auto", compile=True)

@@ -71,11 +71,11 @@ def test_examples_show_what_the_issue_asks(specs) -> None:
     assert loader["widgets_values"][1] == "hallo2"
 
 
-def test_attention_is_the_loaders_last_widget(specs) -> None:
-    """So a loader saved before it had one keeps its four values in place; the frontend gives the
-    widget missing at the end its default."""
+def test_the_loaders_newer_widgets_come_last(specs) -> None:
+    """attention, then compile: so a loader saved before them keeps its values in place; the frontend gives the
+    widgets missing at the end their defaults."""
     assert [name for name, _, _ in specs["HalloModelLoader"].widgets] == [
-        "model_folder", "variant", "precision", "device", "attention"]
+        "model_folder", "variant", "precision", "device", "attention", "compile"]
 
 
 def _load(name: str) -> dict:
