@@ -1,4 +1,4 @@
-"""Command line: `python -m hallo_pipeline {animate, make-tiny-models, download, convert-hallo3}`."""
+"""Command line: `python -m hallo_pipeline {animate, join, make-tiny-models, download, convert-hallo3}`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from .config import (
     STEPS,
     Limit,
 )
-from .errors import HalloError, HalloWarning
+from .errors import HalloError, HalloWarning, InputError
 from .families import AUTO, variant_flags, variant_options, variants_help
 from .hallo3.config import GUIDANCE as HALLO3_GUIDANCE
 from .hallo3.config import STEPS as HALLO3_STEPS
@@ -52,6 +52,16 @@ def _option(limit: Limit):
 
     parse.__name__ = limit.name  # argparse names the type in its messages
     return parse
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def _range(limit: Limit) -> str:
@@ -147,6 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "or -2, sage = SageAttention (both need their package, a CUDA GPU and fp16/bf16; Hallo only)")
     a.add_argument("--compile", action="store_true",
                    help=f"torch.compile the denoising UNet; the first denoising step pays the compile time{HALLO_ONLY}")
+    a.add_argument("--segments", type=_positive, default=None, metavar="N",
+                   help="render only one of N independent segments of the audio (with --segment-index), e.g. one "
+                   "task of a Slurm array or one Kubernetes job each; --output is then a lossless segment file "
+                   "without sound, and `join` blends the N files into the video. The cuts lie in pauses of the "
+                   f"speech, each segment starts from the portrait (a faint crossfaded seam per cut){HALLO_ONLY}")
+    a.add_argument("--segment-index", type=int, default=None, metavar="I",
+                   help="which segment to render with --segments N: 0 to N-1")
+
+    j = sub.add_parser("join", help="blend the segment files of `animate --segments N --segment-index i` into the "
+                       "video with sound")
+    j.add_argument("parts", nargs="+", type=Path, help="every segment file of the video, in any order (part_*)")
+    j.add_argument("--audio", required=True, type=Path, help="the speech the segments were rendered from")
+    j.add_argument("--output", required=True, type=Path, help="the .mp4 to write (h264 + AAC, 25 fps)")
 
     t = sub.add_parser("make-tiny-models",
                        help="write a complete model folder with tiny random weights "
@@ -226,6 +249,18 @@ def _animate(args: argparse.Namespace) -> int:
         files, args.image, args.audio, args.output, image_size=args.size, face_expand_ratio=args.face_expand_ratio,
         separate_vocals=args.separate_vocals, **framing, paste_options=pasted, **prompt,
     )
+    segment = {}
+    if args.segments is not None or args.segment_index is not None:
+        if family.name != "Hallo":
+            raise InputError(f"--segments renders independent segments with Hallo and Hallo2 weights only; "
+                             f"{family.name} renders the whole video", "segments")
+        if args.segments is None or args.segment_index is None:
+            raise InputError("--segments N and --segment-index I go together: give both to render one segment, or "
+                             "neither for the whole video", "segments")
+        if not 0 <= args.segment_index < args.segments:
+            raise InputError(f"--segment-index {args.segment_index} is not a segment of {args.segments}: use 0 to "
+                             f"{args.segments - 1}", "segment_index")
+        segment = {"segments": args.segments, "segment_index": args.segment_index}
     chosen = {"steps": args.steps, "guidance_scale": args.cfg}  # None: the family's default
     settings = family.settings(
         files, **{k: v for k, v in chosen.items() if v is not None}, seed=args.seed, clip_length=args.clip_length,
@@ -241,9 +276,17 @@ def _animate(args: argparse.Namespace) -> int:
     out = pipeline.animate(
         args.image, args.audio, target.path, settings, image_size=args.size,
         face_expand_ratio=args.face_expand_ratio, separate_vocals=args.separate_vocals, progress=_ProgressBar(),
-        **framing, **pasted, **prompt,
+        **framing, **pasted, **prompt, **segment,
     )
     print(f"wrote {out}")
+    return 0
+
+
+def _join(args: argparse.Namespace) -> int:
+    from .shards import join_files
+
+    log.info("joining %d segment files", len(args.parts))
+    print(f"wrote {join_files(args.parts, args.audio, args.output)}")
     return 0
 
 
@@ -348,7 +391,7 @@ def _native_stderr_hidden(hide: bool):
 
 
 COMMANDS = {
-    "animate": _animate, "make-tiny-models": _make_tiny_models, "download": _download,
+    "animate": _animate, "join": _join, "make-tiny-models": _make_tiny_models, "download": _download,
     "convert-hallo3": _convert_hallo3,
 }
 

@@ -189,7 +189,8 @@ def _audio_for_aac(waveform: np.ndarray, sample_rate: int) -> tuple[np.ndarray, 
 
 
 class VideoWriter:
-    """Stream frames into `path` (h264 yuv420p + AAC in .mp4, .mov or .mkv). Use as a context manager.
+    """Stream frames into `path` (h264 yuv420p, or lossless RGB, + AAC in .mp4, .mov or .mkv). Use as a context
+    manager.
 
     The audio, if given, is the original track; at `close()` it is cut to the video's length.
     `path` goes through `check_output_path` (with `inputs`, the files it must not overwrite) first.
@@ -218,7 +219,12 @@ class VideoWriter:
         sample_rate: int | None = None,
         crf: int = 18,
         inputs: Mapping[str, str | Path | None] | None = None,
+        lossless: bool = False,
+        metadata: Mapping[str, str] | None = None,
     ):
+        """`lossless`: RGB kept exactly (libx264rgb at qp 0, rgb24; larger files that fewer players show), for
+        frames that are processed further, e.g. the segments of a long video that `join` blends. `metadata`:
+        container tags (mp4/mov write custom ones only when asked, so they are asked to)."""
         import av
 
         if audio is not None and sample_rate is None:
@@ -231,11 +237,14 @@ class VideoWriter:
         self._tmp = partial_path(self.path)
         self._video = None
         self._crf = crf
+        self._lossless = lossless
         self._audio = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(
-            str(self._tmp), mode="w", format=plan.container, container_options=BITEXACT_CONTAINER
-        )
+        options = dict(BITEXACT_CONTAINER)
+        if metadata and plan.container != "matroska":
+            options["movflags"] = "use_metadata_tags"
+        self._container = av.open(str(self._tmp), mode="w", format=plan.container, container_options=options)
+        self._container.metadata.update(metadata or {})
         try:
             if audio is not None:
                 self._add_audio(audio, int(sample_rate))
@@ -253,10 +262,11 @@ class VideoWriter:
     def _open_video(self, height: int, width: int) -> None:
         if height % 2 or width % 2:
             raise ValueError(f"h264 needs even frame sizes, got {width}x{height}")
-        self._video = self._container.add_stream("libx264", rate=self.fps)
+        self._video = self._container.add_stream("libx264rgb" if self._lossless else "libx264", rate=self.fps)
         self._video.width, self._video.height = width, height
-        self._video.pix_fmt = "yuv420p"
-        self._video.options = {"crf": str(self._crf), **BITEXACT_CODEC}
+        self._video.pix_fmt = "rgb24" if self._lossless else "yuv420p"
+        quality = {"qp": "0"} if self._lossless else {"crf": str(self._crf)}
+        self._video.options = {**quality, **BITEXACT_CODEC}
         self._video.codec_context.thread_count = X264_THREADS
         self._video.codec_context.thread_type = "FRAME"
 

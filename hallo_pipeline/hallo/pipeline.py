@@ -353,6 +353,8 @@ class HalloPipeline:
         max_side: int = MAX_SIDE.default,
         feather: float = FEATHER.default,
         color_match: bool = True,
+        segments: int | None = None,
+        segment_index: int | None = None,
     ) -> Path:
         """Portrait + speech -> mp4 (h264 + AAC, 25 fps) with the original audio cut to the video.
 
@@ -367,9 +369,17 @@ class HalloPipeline:
         writable fails before any model runs). Frames are streamed into the file as clips finish;
         the file appears under its name only once it is complete.
         Returns the final path (absolute, `~` expanded).
+
+        `segments` N and `segment_index` i (opt-in, both or neither): render only segment i of the audio's
+        independent-segment plan (`independent.plan_segments` over `frame_loudness`, with the settings' clip
+        length and seed) into a lossless segment file without audio (`shards.py`); `shards.join_files` blends
+        the N files and adds the audio. The default renders the exact, sequential video.
         """
         from ..audio.io import load_audio
+        from ..independent import frame_loudness, plan_segments
+        from ..shards import shard_writer
         from ..video import VideoWriter, frames_to_uint8
+        from .independent import iter_segment
 
         settings = self.check_settings(settings or self.settings())
         pasted = {"feather": feather, "color_match": color_match, "max_side": max_side}
@@ -378,6 +388,14 @@ class HalloPipeline:
             framing=framing, crop_scale=crop_scale, paste_options=pasted,
         )
         waveform, sample_rate = load_audio(audio) if isinstance(audio, (str, Path)) else audio
+        plan = None
+        if segments is not None or segment_index is not None:
+            if segments is None or segment_index is None:
+                raise InputError("segments and segment_index go together: give both to render one segment, or "
+                                 "neither for the whole video", "segments" if segments is None else "segment_index")
+            plan = plan_segments(frame_loudness(waveform, sample_rate), segments, settings.clip_length,
+                                 settings.seed)
+            plan.segment(segment_index)  # a bad index fails before the models run
         mode = "hallo2" if settings.motion_drop_rate > 0 else "hallo"
         face = self.analyze_face(
             image, image_size, face_expand_ratio, **(face_options or {}), framing=framing, crop_scale=crop_scale
@@ -385,10 +403,15 @@ class HalloPipeline:
         paste = face.paste_back(**pasted) if framing == "crop" else None
         features = self.encode_audio(waveform, sample_rate, settings.clip_length, separate_vocals, mode=mode)
         reference = self.prepare_reference(face)
-        with VideoWriter(target.path, fps=FPS, audio=waveform, sample_rate=sample_rate) as writer:
-            for frames, _, _ in self.iter_clips(
-                reference, features, settings, progress=progress, should_cancel=should_cancel
-            ):
+        report = {"progress": progress, "should_cancel": should_cancel}
+        if plan is None:
+            writer = VideoWriter(target.path, fps=FPS, audio=waveform, sample_rate=sample_rate)
+            clips = self.iter_clips(reference, features, settings, **report)
+        else:
+            writer = shard_writer(target.path, plan, segment_index)
+            clips = iter_segment(self, reference, features, settings, plan, segment_index, **report)
+        with writer:
+            for frames, _, _ in clips:
                 if paste is None:
                     writer.write(frames)
                     continue

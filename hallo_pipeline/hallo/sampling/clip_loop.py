@@ -80,6 +80,10 @@ class MotionContext:
 
     next_clip: int = 0
     frames: torch.Tensor | None = None  # (2, 3, H, W) last two decoded frames in [0, 1], on the CPU
+    # The clip whose noise the seeded generator draws first: 0 for the exact video (a later start replays the
+    # draws before it); an independent segment (`hallo_pipeline.independent`) starts its own seed's stream at
+    # its first clip, so its noise needs no replay of clips it does not render.
+    noise_start: int = 0
 
 
 @dataclass
@@ -196,7 +200,7 @@ class ClipSampler:
         latent_shape = (1, self.net.config.unet.in_channels, s.clip_length, height // 8, width // 8)
 
         generator = torch.Generator("cpu").manual_seed(s.seed)
-        for _ in range(clips.start):  # replay earlier clips' draws so a resumed run matches
+        for _ in range(clips.start - context.noise_start):  # replay earlier clips' draws so a resumed run matches
             _draw_clip_randomness(generator, s, (height, width), latent_shape)
 
         dtype = self.net.denoising_unet.conv_in.weight.dtype
@@ -240,5 +244,5 @@ class ClipSampler:
             trace("final_latents", latents)
             with self.placement.use(self.codec.vae):
                 frames = self.codec.decode(latents[0].transpose(0, 1))
-            context = MotionContext(next_clip=clip + 1, frames=frames[-MOTION_FRAMES:].clone())
+            context = MotionContext(clip + 1, frames[-MOTION_FRAMES:].clone(), context.noise_start)
             yield frames, context
