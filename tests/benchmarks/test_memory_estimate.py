@@ -89,6 +89,7 @@ def full_size_models():
     return build_meta_models(dtype=torch.float16)
 
 
+@pytest.mark.slow  # the full-size networks on meta: about 12 s for both modes
 @pytest.mark.parametrize("mode, target_gib", [("default", 8e9 / 2**30), ("low_vram", 6e9 / 2**30)])
 def test_full_size_512_fp16_fits_the_issue_targets(full_size_models, mode, target_gib) -> None:
     """Issue #6: at 512x512 in fp16, low-VRAM mode <= 6 GB and the default mode <= 8 GB (allocator
@@ -101,6 +102,7 @@ def test_full_size_512_fp16_fits_the_issue_targets(full_size_models, mode, targe
     assert estimate.peak_gib <= target_gib, estimate
 
 
+@pytest.mark.slow  # about 12 s
 def test_the_step_loop_never_waits_for_the_device() -> None:
     """Issue #6: no host <-> device round trips inside the step loop. On `meta` a host read of a
     value (`.item()`, `if tensor:`) fails outright, and the copies a run makes must not grow with

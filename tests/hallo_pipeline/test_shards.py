@@ -14,27 +14,17 @@ from hallo_pipeline.frames import FrameSegment
 from hallo_pipeline.independent import frame_loudness, join, plan_segments
 from hallo_pipeline.shards import check_shards, read_shard, shard_frames, shard_writer
 from hallo_pipeline.video import VideoWriter, frames_to_uint8
+from tests.media import write_samples
 
 SIZE, CLIP, SEED = 128, 4, 5
 
 
 def _speech_wav(path: Path, sr: int = 16000) -> Path:
     """1.5 s of syllable-like tone with a pause over 0.66-0.95 s, as a 16-bit wav."""
-    import av
-
     t = np.arange(int(1.5 * sr)) / sr
     voice = (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) * 0.3 * np.sin(2 * np.pi * 180 * t)
     voice[int(0.66 * sr) : int(0.95 * sr)] = 0.0
-    with av.open(str(path), "w") as c:
-        stream = c.add_stream("pcm_s16le", rate=sr)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray((voice * 32767).astype(np.int16)[None], format="s16", layout="mono")
-        frame.sample_rate = sr
-        for packet in stream.encode(frame):
-            c.mux(packet)
-        for packet in stream.encode(None):
-            c.mux(packet)
-    return path
+    return write_samples(path, voice, sr)
 
 
 def _decode(path: Path) -> np.ndarray:

@@ -52,6 +52,7 @@ def exact(pipeline, reference, audio, settings):
     return pipeline.sample(reference, audio, settings).frames
 
 
+@pytest.mark.slow  # a whole exact render beside the segment's: about 7 s
 def test_one_segment_is_the_exact_sequential_video(pipeline, reference, audio, settings, speech, exact) -> None:
     plan = plan_segments(frame_loudness(*speech), 1, clip_length=CLIP, seed=settings.seed)
     alone = render_segment(pipeline, reference, audio, settings, plan, 0)
