@@ -110,11 +110,7 @@ class Hallo3Pipeline(Hallo3Stages):
             **hallo_options,
         )
         waveform, sample_rate = load_audio(audio) if isinstance(audio, (str, Path)) else audio
-        separator = None
-        if separate_vocals:
-            from ..audio.separation import VocalSeparator
-
-            separator = VocalSeparator(self.files.vocal_separator)
+        separator = self.vocal_separator(separate_vocals)
         face, conditions = self.generator.prepare(
             image, waveform, sample_rate, prompt, separator=separator,
             expand_ratio=FACE_BOX_EXPAND_RATIO if face_expand_ratio is None else face_expand_ratio,

@@ -170,16 +170,21 @@ class Hallo3Generator:
         return analyze_face(finder, image, self.config, framing, crop_scale, face_expand_ratio, multiple_faces,
                             allow_missing_identity, landmarks=landmarks, face_embedding=face_embedding)
 
-    def conditions(self, face: Hallo3Face, waveform, sample_rate: int, prompt: str, *, separator=None
-                   ) -> VideoConditions:
-        """Everything the segment loop needs besides the noise: the analysed face, the audio and the prompt."""
-        audio = encode_audio(self.audio_encoder, waveform, sample_rate, separator=separator,
-                             segment_frames=self.config.dit.num_frames)
+    def encode_audio(self, waveform, sample_rate: int, *, separator=None):
+        """wav2vec2 windows of the waveform padded to whole segments (`preprocess.encode_audio`; `.frames` is the
+        true length)."""
+        return encode_audio(self.audio_encoder, waveform, sample_rate, separator=separator,
+                            segment_frames=self.config.dit.num_frames)
+
+    @staticmethod
+    def conditions(face: Hallo3Face, audio, text: torch.Tensor) -> VideoConditions:
+        """Everything the segment loop needs besides the noise: the analysed face, the audio features
+        (`encode_audio`) and the prompt's T5 states (`encode_prompt`)."""
         return VideoConditions(
             image=face.portrait.image,
             reference=face.portrait.reference,
             face_embedding=face.embedding.reshape(1, -1),
-            text=self.encode_prompt(prompt),
+            text=text,
             audio=audio.features,
             frames=audio.frames,
         )
@@ -209,7 +214,8 @@ class Hallo3Generator:
             image, framing, crop_scale, expand_ratio, multiple_faces=multiple_faces,
             allow_missing_identity=allow_missing_identity, landmarks=landmarks, face_embedding=face_embedding,
         )
-        return face, self.conditions(face, waveform, sample_rate, prompt, separator=separator)
+        audio = self.encode_audio(waveform, sample_rate, separator=separator)
+        return face, self.conditions(face, audio, self.encode_prompt(prompt))
 
     def generate(
         self,

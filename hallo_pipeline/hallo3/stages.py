@@ -106,17 +106,16 @@ class Hallo3Stages:
         self.resolve_mode(mode)
         if clip_length is not None:
             refuse_hallo_options(clip_length=clip_length)
-        from .preprocess import encode_audio
+        return self.generator.encode_audio(waveform, sample_rate, separator=self.vocal_separator(separate_vocals))
 
-        separator = None
-        if separate_vocals:
-            from ..audio.separation import VocalSeparator
+    def vocal_separator(self, wanted: bool = True):
+        """The model folder's vocal separator when `wanted` (its file checked first), else None."""
+        if not wanted:
+            return None
+        from ..audio.separation import VocalSeparator
 
-            self.files.require("vocal_separator")
-            separator = VocalSeparator(self.files.vocal_separator)
-        encoder = self.generator.audio_encoder
-        return encode_audio(encoder, waveform, sample_rate, separator=separator,
-                            segment_frames=self.generator.config.dit.num_frames)
+        self.files.require("vocal_separator")
+        return VocalSeparator(self.files.vocal_separator)
 
     # ------------------------------------------------------------------------------------------
     # 3. reference
@@ -162,7 +161,7 @@ class Hallo3Stages:
         """The video's frames from the start up to `end_frame` (None: the whole audio), as the command line
         writes them (the release's uint8 rounding, a square photo's crop), in [0, 1]. Hallo3 renders from the
         first frame in one go: a later `start_frame` or a `previous` segment is refused."""
-        from .segments import LoopSettings, VideoConditions, segment_count
+        from .segments import LoopSettings, segment_count
 
         if not isinstance(reference, Hallo3Reference):
             raise InputError("reference must come from a Hallo3 pipeline's prepare_reference (Hallo Reference "
@@ -183,11 +182,7 @@ class Hallo3Stages:
             raise InputError(f"end_frame {end_frame}: Hallo3 segments add {stride} frames each, so end on a "
                              f"multiple of {stride} (or 0 for the whole audio)", "end_frame")
         text = self.text_states(prompt or DEFAULT_PROMPT)
-        conditions = VideoConditions(
-            image=reference.portrait.image, reference=reference.portrait.reference,
-            face_embedding=reference.face.embedding.reshape(1, -1), text=text, audio=audio.features,
-            frames=audio.frames,
-        )
+        conditions = self.generator.conditions(reference.face, audio, text)
         segments = segment_count(end, stride)
         steps = settings.steps
 
