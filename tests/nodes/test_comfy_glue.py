@@ -212,4 +212,4 @@ def test_previews_take_at_most_their_share_of_the_sampling_time(comfy) -> None:
         glue_report(Progress(0, 1, done, 200, done, 200, preview=preview))
     assert shown[0]  # the first step shows one at once
     assert previews.count == sum(shown) and 10 <= previews.count <= 20
-    assert previews.spent <= 0.02 * now[0] + 0.25  # the share, and at most the one preview that overshoots it
+    assert previews.spent <= 0.02 * now[0]  # each preview made only where it fits in the share
