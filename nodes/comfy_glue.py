@@ -10,6 +10,7 @@ never sees any of it: it gets a placement, a progress callback and a cancel chec
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import time
@@ -248,6 +249,7 @@ class LivePreviews:
     def __init__(self, method: str, share: float = SHARE, clock: Callable[[], float] = time.perf_counter):
         self.method, self.share, self.clock = method, share, clock
         self.start, self.spent, self.last, self.count = clock(), 0.0, 0.0, 0
+        self.sending: float | None = None  # seconds the server spends sending one preview (`_time_sending`)
         self._previewer = None
         self._looked = False
 
@@ -268,11 +270,27 @@ class LivePreviews:
             preview = make_preview()
             frame = preview.middle.float()
             previewer = self.previewer(preview, frame.device)
-            return None if previewer is None else previewer.decode_latent_to_preview_image("JPEG", frame)
+            image = None if previewer is None else previewer.decode_latent_to_preview_image("JPEG", frame)
+            if image is not None and self.sending is None:
+                self.sending = self._time_sending(image)
+            return image
         finally:
-            self.last = self.clock() - begin
+            self.last = self.clock() - begin + (self.sending or 0.0)
             self.spent += self.last
             self.count += 1
+
+    def _time_sending(self, image: tuple) -> float:
+        """What the server does with each preview, on its own thread: fit it into the preview size, encode it.
+        Done once here on the first preview, timed, and charged to every preview, so the budget holds for all
+        the work a preview causes, not only ours."""
+        from PIL import ImageOps
+
+        begin = self.clock()
+        kind, picture, size = image
+        if size:
+            picture = ImageOps.contain(picture, (size, size))
+        picture.save(io.BytesIO(), format=kind, quality=95)
+        return self.clock() - begin
 
     def log_cost(self) -> None:
         elapsed = self.clock() - self.start

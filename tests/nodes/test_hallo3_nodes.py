@@ -162,7 +162,7 @@ def test_the_sampler_shows_previews_in_colours_fitted_to_the_portrait(run, pipel
     height, width = (side // pipeline.generator.config.segment.vae_factor for side in working_size)
     assert [value for value, _ in seen][:2] == [1, 2] and seen[0][1] is not None  # the first step shows one
     kind, image, _ = seen[0][1]
-    assert kind == "JPEG" and image.shape == (height, width, 3)
+    assert kind == "JPEG" and image.size == (width, height)
     assert __import__("latent_preview").asked == []  # not ComfyUI's choice: it has no colours for CogVideoX
 
 

@@ -1,8 +1,9 @@
-"""Stand-in of ComfyUI's latent_preview: previewers that map latents linearly to RGB and hand back the image as a
-tensor (ComfyUI hands back a PIL image), and a record of which previewers were asked for."""
+"""Stand-in of ComfyUI's latent_preview: previewers that map latents linearly to RGB and hand back a PIL image,
+and a record of which previewers were asked for."""
 
 import torch
 from comfy.cli_args import args
+from PIL import Image
 
 MAX_PREVIEW_RESOLUTION = 512
 asked: list[tuple] = []  # (previewer kind, the latent format or factors) per previewer made
@@ -17,7 +18,8 @@ class Latent2RGBPreviewer:
     def decode_latent_to_preview_image(self, preview_format, x0):
         self.decoded.append(x0)
         rgb = x0[0].movedim(0, -1) @ self.factors.to(x0) + self.bias.to(x0)
-        return preview_format, ((rgb + 1) / 2).clamp(0, 1), MAX_PREVIEW_RESOLUTION
+        pixels = ((rgb + 1) / 2).clamp(0, 1).mul(255).round().to(torch.uint8)
+        return preview_format, Image.fromarray(pixels.cpu().numpy()), MAX_PREVIEW_RESOLUTION
 
 
 def get_previewer(device, latent_format):
