@@ -221,6 +221,12 @@ def main(argv=None) -> int:
             reference = summary["methods"]["none"]["median_s"]
             for method, figures in summary["methods"].items():
                 figures["overhead_vs_none"] = figures["median_s"] / reference - 1
+                # Each repeat against the none run just before it: less of the machine's drift in between.
+                figures["paired_ratios"] = [run["sampler_seconds"] / none["sampler_seconds"]
+                                            for run, none in zip(runs[method][1:], runs["none"][1:])]
+                print(f"{method:>10}: per repeat against none: "
+                      f"{', '.join(f'{r - 1:+.1%}' for r in figures['paired_ratios'])}; "
+                      f"median {statistics.median(figures['paired_ratios']) - 1:+.1%}")
                 print(f"{method:>10}: median sampler {figures['median_s']:.3f} s over {args.repeats} runs, "
                       f"{figures['overhead_vs_none']:+.1%} against none; own account: {figures['own_account'][1:]}")
         for method, figures in summary["methods"].items():

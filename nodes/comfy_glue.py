@@ -241,14 +241,14 @@ def preview_method() -> str:
 class LivePreviews:
     """Sampler previews through ComfyUI's own previewers (`latent_preview`), the middle frame of the clip, within
     a time budget: after the first step's, a preview is made only when the previews so far plus one more (priced
-    at the last one's cost) stay within `share` of the time since sampling began. So however fast the steps and
-    slow the previewer, the previews take at most that share, or the first preview's time if that is more."""
+    at the dearest one yet) stay within `share` of the time since sampling began. So however fast the steps and
+    slow the previewer, the previews take about that share, or the first preview's time if that is more."""
 
-    SHARE = 0.02  # under the 3 % we promise, with room for a preview that costs more than the last one
+    SHARE = 0.02  # under the 3 % we promise, with room for a preview dearer than any before it
 
     def __init__(self, method: str, share: float = SHARE, clock: Callable[[], float] = time.perf_counter):
         self.method, self.share, self.clock = method, share, clock
-        self.start, self.spent, self.last, self.count = clock(), 0.0, 0.0, 0
+        self.start, self.spent, self.dearest, self.count = clock(), 0.0, 0.0, 0
         self.sending: float | None = None  # seconds the server spends sending one preview (`_time_sending`)
         self._previewer = None
         self._looked = False
@@ -260,7 +260,7 @@ class LivePreviews:
         return None if method == "none" else cls(method)
 
     def due(self) -> bool:
-        return self.spent + self.last <= self.share * (self.clock() - self.start)
+        return self.spent + self.dearest <= self.share * (self.clock() - self.start)
 
     def image(self, make_preview) -> tuple | None:
         """ComfyUI's preview tuple (format, PIL image, max size) for the library's `Progress.preview`, or None
@@ -275,8 +275,9 @@ class LivePreviews:
                 self.sending = self._time_sending(image)
             return image
         finally:
-            self.last = self.clock() - begin + (self.sending or 0.0)
-            self.spent += self.last
+            cost = self.clock() - begin + (self.sending or 0.0)
+            self.spent += cost
+            self.dearest = max(self.dearest, cost)
             self.count += 1
 
     def _time_sending(self, image: tuple) -> float:
