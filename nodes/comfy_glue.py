@@ -260,6 +260,8 @@ class LivePreviews:
         return None if method == "none" else cls(method)
 
     def due(self) -> bool:
+        if self._looked and self._previewer is None:
+            return False  # these latents have no previewer: stop asking for them
         return self.spent + self.dearest <= self.share * (self.clock() - self.start)
 
     def image(self, make_preview) -> tuple | None:

@@ -191,6 +191,20 @@ def test_hallo3_previews_use_the_fitted_colours_and_say_there_is_no_taesd(comfy,
     assert __import__("latent_preview").asked == []  # ComfyUI's own choice knows no CogVideoX colours
 
 
+def test_latents_without_a_previewer_are_asked_for_once(comfy, caplog) -> None:
+    glue = comfy.module("nodes.comfy_glue")
+    LatentPreview = comfy.module("hallo_pipeline.latent_preview").LatentPreview
+    _preview_method("latent2rgb")
+    asked = []
+    previews = glue.LivePreviews.for_this_run()
+    previews.share = float("inf")
+    with caplog.at_level("INFO"):
+        seen = _steps(comfy, previews, preview=lambda: asked.append(1) or LatentPreview(torch.zeros(1, 16, 2, 2),
+                                                                                         "cogvideox"))
+    assert len(asked) == 1 and [image for _, image in seen] == [None] * 4
+    assert "no preview colours for cogvideox latents" in caplog.text
+
+
 @pytest.mark.parametrize("ours", [True, False], ids=["our-cost", "the-servers-cost"])
 def test_previews_take_at_most_their_share_of_the_sampling_time(comfy, ours) -> None:
     """A fake clock: each step takes 1 s, each preview 0.25 s (our decode, or the server's resize and encode,
