@@ -302,9 +302,7 @@ class HalloPipeline:
         empty (so a plan made for long audio also runs on short audio). `prompt`: Hallo is not steered by text,
         so only an empty one is taken (the argument exists because the nodes pass it to every family).
         """
-        if prompt and prompt.strip():
-            raise InputError("Hallo is steered by the audio and the portrait only, not by a text prompt; clear the "
-                             "prompt (it is for Hallo3 weights)", "prompt")
+        _refuse_prompt(prompt)
         parts, context, start = [], None, None
         for frames, context, first in self.iter_clips(reference, audio, settings, **kwargs):  # noqa: B007 - last context used after the loop
             start = first if start is None else start
@@ -315,6 +313,16 @@ class HalloPipeline:
                 raise InputError("the frame range is empty", "end_frame")
             return previous.empty_continuation()
         return FrameSegment(torch.cat(parts), start, audio.frames, FPS, context)
+
+    def sample_segment(self, reference: PreparedReference, audio, settings: SamplerSettings, plan, index: int,
+                       prompt: str | None = None, **kwargs) -> FrameSegment:
+        """Segment `index` of an independent-segment `plan` (`independent.py`), started from the portrait, over
+        its render range; kwargs: progress, should_cancel. The plan gives the cuts; its segments' seeds are
+        derived from `settings.seed`, so a plan made before the seed was chosen renders as the CLI's does."""
+        from .independent import render_segment
+
+        _refuse_prompt(prompt)
+        return render_segment(self, reference, audio, settings, plan.with_seed(settings.seed), index, **kwargs)
 
     @property
     def placement_core(self) -> torch.nn.Module:
@@ -418,6 +426,13 @@ class HalloPipeline:
                 for pixels in frames_to_uint8(frames):  # one full-size photo in memory at a time
                     writer.write(paste.paste(pixels)[None])
         return target.path
+
+
+def _refuse_prompt(prompt: str | None) -> None:
+    """Hallo's runs take a prompt argument because the nodes pass one to every family; only an empty one."""
+    if prompt and prompt.strip():
+        raise InputError("Hallo is steered by the audio and the portrait only, not by a text prompt; clear the "
+                         "prompt (it is for Hallo3 weights)", "prompt")
 
 
 def uses_hallo2_loop(variant: str, mode: str) -> bool:

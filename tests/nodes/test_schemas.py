@@ -24,12 +24,14 @@ SOCKETS = {  # (inputs, outputs) as saved workflows refer to them
     "HalloReferenceEncode": (["pipeline", "face"], ["HALLO_REFERENCE"]),
     "HalloSampler": (
         ["pipeline", "reference", "audio", "pose_weight", "face_weight", "lip_weight", "steps", "cfg", "seed", "mode",
-         "start_frame", "end_frame", "previous", "prompt"],
+         "start_frame", "end_frame", "previous", "prompt", "plan", "segment_index"],
         ["HALLO_FRAMES"],
     ),
     "HalloVideoStitch": (["frames", "audio", "fps", "frames_2", "frames_3", "frames_4"],
                          ["IMAGE", "AUDIO", "VIDEO", "FLOAT"]),
     "HalloPasteBack": (["images", "face", "feather", "color_match", "max_side", "fps"], ["IMAGE", "FLOAT"]),
+    "HalloSegmentPlan": (["hallo_audio", "segments", "overlap_clips"], ["HALLO_SEGMENT_PLAN"]),
+    "HalloSegmentJoin": (["segment_images", "plan", "audio", "fps"], ["IMAGE", "AUDIO", "VIDEO", "FLOAT"]),
 }
 
 

@@ -133,7 +133,8 @@ def test_the_videohelpersuite_check_fits_our_schemas(comfy) -> None:
     prompt = json.loads((REPO / "tests" / "nodes" / "data" / "vhs_video_combine_api.json").read_text())
     nodes = comfy.nodes()
     ours = {key: node for key, node in prompt.items() if node["class_type"] in nodes}
-    assert {node["class_type"] for node in ours.values()} == set(nodes)  # all seven
+    # every node but the segment ones, which the distributed workflow shows
+    assert {node["class_type"] for node in ours.values()} == set(nodes) - {"HalloSegmentPlan", "HalloSegmentJoin"}
     for key, node in ours.items():
         schema = nodes[node["class_type"]].define_schema()
         names = {i.id for i in schema.inputs}
