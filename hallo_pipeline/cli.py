@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--segments", type=_positive, default=None, metavar="N",
                    help="render only one of N independent segments of the audio (with --segment-index), e.g. one "
                    "task of a Slurm array or one Kubernetes job each; --output is then a lossless segment file "
-                   "without sound, and `join` blends the N files into the video. The cuts lie in pauses of the "
+                   "without sound, and `join` blends the N files into the video (give it the photo with --image "
+                   "where the frames are crops of it, the default). The cuts lie in pauses of the "
                    f"speech, each segment starts from the portrait (a faint crossfaded seam per cut){HALLO_ONLY}")
     a.add_argument("--segment-index", type=int, default=None, metavar="I",
                    help="which segment to render with --segments N: 0 to N-1")
@@ -169,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "video with sound")
     j.add_argument("parts", nargs="+", type=Path, help="every segment file of the video, in any order (part_*)")
     j.add_argument("--audio", required=True, type=Path, help="the speech the segments were rendered from")
+    j.add_argument("--image", type=Path, default=None,
+                   help="the photo the segments were rendered from, where they are crops of it (framing crop, the "
+                   "default): the joined frames are pasted back into it")
     j.add_argument("--output", required=True, type=Path, help="the .mp4 to write (h264 + AAC, 25 fps)")
 
     t = sub.add_parser("make-tiny-models",
@@ -286,7 +290,7 @@ def _join(args: argparse.Namespace) -> int:
     from .shards import join_files
 
     log.info("joining %d segment files", len(args.parts))
-    print(f"wrote {join_files(args.parts, args.audio, args.output)}")
+    print(f"wrote {join_files(args.parts, args.audio, args.output, image=args.image)}")
     return 0
 
 

@@ -317,12 +317,16 @@ class HalloPipeline:
     def sample_segment(self, reference: PreparedReference, audio, settings: SamplerSettings, plan, index: int,
                        prompt: str | None = None, **kwargs) -> FrameSegment:
         """Segment `index` of an independent-segment `plan` (`independent.py`), started from the portrait, over
-        its render range; kwargs: progress, should_cancel. The plan gives the cuts; its segments' seeds are
-        derived from `settings.seed`, so a plan made before the seed was chosen renders as the CLI's does."""
+        its render range, in 8-bit levels; kwargs: progress, should_cancel. The plan gives the cuts; its segments'
+        seeds are derived from `settings.seed`, so a plan made before the seed was chosen renders as the CLI's."""
         from .independent import render_segment
 
         _refuse_prompt(prompt)
-        return render_segment(self, reference, audio, settings, plan.with_seed(settings.seed), index, **kwargs)
+        segment = render_segment(self, reference, audio, settings, plan.with_seed(settings.seed), index, **kwargs)
+        # In 8-bit levels, as a segment file stores them and ComfyUI-Distributed's PNGs carry them (losslessly
+        # then: 255 * float32(k / 255) is k), so a join blends the same values wherever a segment was rendered.
+        segment.frames = (segment.frames.clamp(0, 1) * 255).round() / 255
+        return segment
 
     @property
     def placement_core(self) -> torch.nn.Module:
@@ -380,12 +384,13 @@ class HalloPipeline:
 
         `segments` N and `segment_index` i (opt-in, both or neither): render only segment i of the audio's
         independent-segment plan (`independent.plan_segments` over `frame_loudness`, with the settings' clip
-        length and seed) into a lossless segment file without audio (`shards.py`); `shards.join_files` blends
-        the N files and adds the audio. The default renders the exact, sequential video.
+        length and seed) into a lossless segment file without audio (`shards.py`); with framing "crop" it holds
+        the crop, and how to paste it back. `shards.join_files` blends the N files, pastes the frames back into
+        the photo and adds the audio. The default renders the exact, sequential video.
         """
         from ..audio.io import load_audio
         from ..independent import frame_loudness, plan_segments
-        from ..shards import shard_writer
+        from ..shards import paste_recipe, shard_writer
         from ..video import VideoWriter, frames_to_uint8
         from .independent import iter_segment
 
@@ -415,9 +420,11 @@ class HalloPipeline:
         if plan is None:
             writer = VideoWriter(target.path, fps=FPS, audio=waveform, sample_rate=sample_rate)
             clips = self.iter_clips(reference, features, settings, **report)
-        else:
-            writer = shard_writer(target.path, plan, segment_index)
+        else:  # the model's frames, pasted back by `join` after the blend (shards.py)
+            recipe = paste_recipe(face.photo, face.framing, **pasted) if paste is not None else None
+            writer = shard_writer(target.path, plan, segment_index, paste=recipe)
             clips = iter_segment(self, reference, features, settings, plan, segment_index, **report)
+            paste = None
         with writer:
             for frames, _, _ in clips:
                 if paste is None:

@@ -64,6 +64,8 @@ def test_each_participant_renders_its_segment_and_the_join_matches_the_library(r
     settings = pipeline.settings("hallo", steps=2, guidance_scale=3.5, seed=seed, clip_length=CLIP)
     alone = [render_segment(pipeline, reference, hallo_audio.features, settings, plan.with_seed(seed), i)
              for i in (0, 1)]
+    for part in alone:  # the sampler hands segments on in 8-bit levels, as a segment file holds them
+        part.frames = (part.frames * 255).round() / 255
     for images, part in zip(stitched, alone):
         torch.testing.assert_close(images, part.frames.permute(0, 2, 3, 1), rtol=0, atol=0)
 

@@ -18,10 +18,30 @@ def specs(comfy):
     return {node_id: spec_from_object_info(cls.GET_NODE_INFO_V1()) for node_id, cls in comfy.nodes().items()}
 
 
-def test_there_are_the_five_examples() -> None:
+def test_there_are_the_six_examples() -> None:
     assert [p.name for p in WORKFLOWS] == [
-        "hallo2_long_audio_upscaled.json", "hallo3_portrait_to_video.json", "hallo_masks_and_region_weights.json",
-        "hallo_photo_paste_back.json", "hallo_portrait_to_video.json"]
+        "hallo2_long_audio_upscaled.json", "hallo3_portrait_to_video.json", "hallo_distributed_long_video.json",
+        "hallo_masks_and_region_weights.json", "hallo_photo_paste_back.json", "hallo_portrait_to_video.json"]
+
+
+def test_the_distributed_example_gives_each_participant_a_segment_and_joins_on_the_master(specs) -> None:
+    workflow = json.loads((REPO / "workflows" / "hallo_distributed_long_video.json").read_text())
+    prompt = to_prompt(workflow, specs)
+    ids = {node_type: node_id for node_id, (node_type, _) in prompt.items()}
+    inputs = {node_type: prompt[node_id][1] for node_type, node_id in ids.items()}
+    # the master renders segment 0, worker k segment k (Distributed Seed adds k to its seed on worker k - 1)
+    assert inputs["DistributedSeed"] == {"seed": 0, "control_after_generate": "fixed"}
+    sampler, join = inputs["HalloSampler"], inputs["HalloSegmentJoin"]
+    assert sampler["segment_index"] == (ids["DistributedSeed"], 0)
+    assert sampler["plan"] == join["plan"] == (ids["HalloSegmentPlan"], 0)
+    assert inputs["HalloSegmentPlan"]["hallo_audio"] == sampler["audio"]
+    # worker side: sampler -> stitch -> collector; master side: collector -> join -> paste back -> video
+    assert inputs["HalloVideoStitch"]["frames"] == (ids["HalloSampler"], 0)
+    assert inputs["DistributedCollector"]["images"] == (ids["HalloVideoStitch"], 0)
+    assert join["segment_images"] == (ids["DistributedCollector"], 0)
+    assert inputs["HalloPasteBack"]["images"] == (ids["HalloSegmentJoin"], 0)
+    assert inputs["CreateVideo"]["audio"] == (ids["HalloSegmentJoin"], 1)
+    assert (sampler["start_frame"], sampler["end_frame"]) == (0, 0) and "previous" not in sampler
 
 
 def test_the_hallo3_example_loads_hallo3_with_its_defaults_and_pastes_back(specs) -> None:
