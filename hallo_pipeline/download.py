@@ -121,9 +121,9 @@ def fetch(root: str | Path, files: Sequence[RepoFile], progress: ByteProgress | 
             hf_hub_download(f.repo, f.path, local_dir=str(root), tqdm_class=counter)
         except Exception as exc:  # noqa: BLE001 - the hub raises many types; all mean "not fetched"
             raise HalloError(
-                f"could not download {f.path} from {f.repo} into {str(root)!r}: {exc}. "
-                "Check the network (or HF_ENDPOINT / HF_HUB_OFFLINE), then run the same command again: "
-                "finished files are kept and partial ones resume"
+                f"could not download {f.path} from {f.repo} into {str(root)!r}: {str(exc).rstrip('.')}. "
+                "Check the network (or HF_ENDPOINT / HF_HUB_OFFLINE), then try again (the same command, or the "
+                "same prompt): finished files are kept and partial ones resume"
             ) from exc
         before += f.size
         if progress:

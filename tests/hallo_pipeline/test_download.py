@@ -39,7 +39,7 @@ def test_fetches_each_file_with_its_bytes_reported(tmp_path, monkeypatch) -> Non
 def test_a_cut_transfer_fails_the_size_check_and_the_next_run_completes(tmp_path, monkeypatch) -> None:
     with hub(monkeypatch, SERVED, short={f"{REPO}/a/weights.bin"}):
         with pytest.raises(HalloError, match=r"(?s)could not download a/weights.bin from org/models .*size .*"
-                                             r"run the same command again"):
+                                             r"then try again \(the same command"):
             fetch(tmp_path, FILES)
     assert not (tmp_path / "a" / "weights.bin").exists()  # never taken for a complete file
     with hub(monkeypatch, SERVED):
