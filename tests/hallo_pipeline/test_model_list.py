@@ -43,3 +43,12 @@ def test_every_variants_files_are_listed_once() -> None:
             assert {f.path for f in family.official_files(variant)} <= set(listed), variant
     assert {"hallo/net.pth", "hallo2/net.pth", "hallo3/1/mp_rank_00_model_states.pt",
             "audio_separator/Kim_Vocal_2.onnx"} <= set(listed)
+
+
+def test_the_command_writes_the_list(tmp_path, capsys) -> None:
+    from hallo_pipeline.cli import main
+
+    assert main(["model-list", str(tmp_path / "list.json")]) == 0
+    assert (tmp_path / "list.json").read_text(encoding="utf-8") == render()
+    assert main(["model-list"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1]) == model_list()
