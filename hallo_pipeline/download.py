@@ -21,7 +21,7 @@ GB = 1e9
 MB = 1_000_000
 
 # (bytes done, bytes in all) over every file a call fetches; the sizes of the lists are approximate, so the
-# total is an estimate and each file moves the bar by its listed share.
+# total is an estimate and each file moves the bar by its listed share. What it raises stops the download.
 ByteProgress = Callable[[int, int], None]
 
 
@@ -108,18 +108,24 @@ def fetch(root: str | Path, files: Sequence[RepoFile], progress: ByteProgress | 
     check_free_space(root, todo)
     total, before = sum(f.size for f in todo), 0
     for f in todo:
-        received = 0
+        received, stopped = 0, []
 
         def report(n: int, start: int = before, share: int = f.size) -> None:
             nonlocal received
             received += n
             if progress:
-                progress(start + min(received, share), total)
+                try:
+                    progress(start + min(received, share), total)
+                except BaseException as exc:  # the caller stops the download (ComfyUI's Cancel)
+                    stopped.append(exc)
+                    raise
 
         counter = _byte_counter(report)
         try:
             hf_hub_download(f.repo, f.path, local_dir=str(root), tqdm_class=counter)
         except Exception as exc:  # noqa: BLE001 - the hub raises many types; all mean "not fetched"
+            if stopped:  # not a download error: the caller's own, as it raised it (the partial file resumes)
+                raise stopped[0] from None
             raise HalloError(
                 f"could not download {f.path} from {f.repo} into {str(root)!r}: {str(exc).rstrip('.')}. "
                 "Check the network (or HF_ENDPOINT / HF_HUB_OFFLINE), then try again (the same command, or the "

@@ -218,11 +218,12 @@ class ProgressReporter:
 
 def download_missing(folder: Path, variant: str) -> None:
     """The loader's `download_missing`: the official files the folder lacks, one ComfyUI progress bar over their
-    bytes."""
+    bytes; Cancel stops it between chunks (a partial file resumes next time)."""
     bar = None
 
     def progress(done: int, total: int) -> None:
         nonlocal bar
+        mm.throw_exception_if_processing_interrupted()
         bar = bar or comfy.utils.ProgressBar(total)
         bar.update_absolute(done, total)
 

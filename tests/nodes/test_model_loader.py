@@ -168,6 +168,21 @@ def test_download_missing_fetches_what_the_folder_lacks_with_comfyuis_progress_b
     assert len(seen) >= len(fetched) and done == sorted(done) and seen[-1][0] == seen[-1][1]
 
 
+def test_cancel_stops_a_download(tmp_path, tiny_models, monkeypatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 2**16)  # the tiny net in many chunks
+    (tmp_path / "models" / "hallo").mkdir(parents=True)
+    with hub(monkeypatch, _official_layout_from(tiny_models)) as requests, comfy_env(tmp_path / "models") as env:
+        sys.modules["comfy.utils"].set_progress_bar_global_hook(
+            lambda v, t, preview, node_id=None: env.mm.interrupt_current_processing())  # Cancel at the first chunk
+        with pytest.raises(env.mm.InterruptProcessingException):
+            env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="fp32",
+                                                    device="cpu", download_missing=True)
+    assert [r for r in requests if r.startswith("GET")] == ["GET fudan-generative-ai/hallo/hallo/net.pth"]
+    assert not (tmp_path / "models" / "hallo" / "hallo" / "net.pth").exists()
+
+
 def test_download_missing_offline_names_the_input(tmp_path, monkeypatch) -> None:
     import huggingface_hub.constants
 
