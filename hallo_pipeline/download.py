@@ -79,6 +79,26 @@ def check_free_space(root: Path, files: Sequence[RepoFile]) -> None:
         )
 
 
+class _FileProgress:
+    """One file's bytes as the caller's progress over all files (the file counts for at most its listed share);
+    keeps what the caller's progress raised, which stops the download."""
+
+    def __init__(self, progress: ByteProgress | None, start: int, share: int, total: int):
+        self.progress, self.start, self.share, self.total = progress, start, share, total
+        self.received = 0
+        self.stopped: BaseException | None = None
+
+    def __call__(self, n: int) -> None:
+        self.received += n
+        if self.progress is None:
+            return
+        try:
+            self.progress(self.start + min(self.received, self.share), self.total)
+        except BaseException as exc:
+            self.stopped = exc
+            raise
+
+
 def _byte_counter(report: Callable[[int], None]):
     """A tqdm class for `hf_hub_download` that passes the bytes of a file to `report` instead of printing a bar."""
     from tqdm.auto import tqdm
@@ -108,24 +128,12 @@ def fetch(root: str | Path, files: Sequence[RepoFile], progress: ByteProgress | 
     check_free_space(root, todo)
     total, before = sum(f.size for f in todo), 0
     for f in todo:
-        received, stopped = 0, []
-
-        def report(n: int, start: int = before, share: int = f.size) -> None:
-            nonlocal received
-            received += n
-            if progress:
-                try:
-                    progress(start + min(received, share), total)
-                except BaseException as exc:  # the caller stops the download (ComfyUI's Cancel)
-                    stopped.append(exc)
-                    raise
-
-        counter = _byte_counter(report)
+        report = _FileProgress(progress, before, f.size, total)
         try:
-            hf_hub_download(f.repo, f.path, local_dir=str(root), tqdm_class=counter)
+            hf_hub_download(f.repo, f.path, local_dir=str(root), tqdm_class=_byte_counter(report))
         except Exception as exc:  # noqa: BLE001 - the hub raises many types; all mean "not fetched"
-            if stopped:  # not a download error: the caller's own, as it raised it (the partial file resumes)
-                raise stopped[0] from None
+            if report.stopped is not None:  # not a download error: the caller's own (the partial file resumes)
+                raise report.stopped from None
             raise HalloError(
                 f"could not download {f.path} from {f.repo} into {str(root)!r}: {str(exc).rstrip('.')}. "
                 "Check the network (or HF_ENDPOINT / HF_HUB_OFFLINE), then try again (the same command, or the "
