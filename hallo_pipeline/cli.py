@@ -1,4 +1,4 @@
-"""Command line: `python -m hallo_pipeline {animate, join, make-tiny-models, download, convert-hallo3}`."""
+"""Command line: `python -m hallo_pipeline {animate, join, make-tiny-models, download, model-list, convert-hallo3}`."""
 
 from __future__ import annotations
 
@@ -199,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "instead of Hallo")
     d.add_argument("--no-vocal-separator", action="store_true", help="skip audio_separator/Kim_Vocal_2.onnx")
 
+    m = sub.add_parser("model-list", help="the official files in ComfyUI-Manager's model-list.json format")
+    m.add_argument("output", type=Path, nargs="?", default=None,
+                   help="the file to write (the pack keeps web/model-list.json); default: standard output")
+
     c = sub.add_parser("convert-hallo3",
                        help="check the Hallo3 checkpoint (a 29 GB pickle) and rewrite it as .safetensors, "
                        "which loads memory-mapped and without pickle")
@@ -309,12 +313,24 @@ def _download(args: argparse.Namespace) -> int:
     if args.hallo3:
         from .hallo3.download import download as download_hallo3
 
-        root = download_hallo3(args.dir, vocal_separator=not args.no_vocal_separator)
+        root = download_hallo3(args.dir, vocal_separator=not args.no_vocal_separator, progress=_ByteProgress())
     else:
         from .hallo.download import download
 
-        root = download(args.dir, hallo=True, hallo2=args.hallo2, vocal_separator=not args.no_vocal_separator)
+        root = download(args.dir, hallo=True, hallo2=args.hallo2, vocal_separator=not args.no_vocal_separator,
+                        progress=_ByteProgress())
     print(f"model folder ready: {root}")
+    return 0
+
+
+def _model_list(args: argparse.Namespace) -> int:
+    from .model_list import render
+
+    if args.output is None:
+        sys.stdout.write(render())
+    else:
+        args.output.write_text(render(), encoding="utf-8")
+        print(f"wrote {args.output}")
     return 0
 
 
@@ -396,7 +412,7 @@ def _native_stderr_hidden(hide: bool):
 
 COMMANDS = {
     "animate": _animate, "join": _join, "make-tiny-models": _make_tiny_models, "download": _download,
-    "convert-hallo3": _convert_hallo3,
+    "convert-hallo3": _convert_hallo3, "model-list": _model_list,
 }
 
 

@@ -61,6 +61,13 @@ class HalloModelLoader(io.ComfyNode):
                     "(about a minute on a GPU), later steps run faster; needs a working C++ compiler / Triton "
                     "for your GPU. Hallo3 stops with a message (not wired for its DiT yet).",
                 ),
+                io.Boolean.Input(
+                    "download_missing", default=False, optional=True,
+                    tooltip="Fetch the official files the chosen variant needs and the model folder lacks (auto: "
+                    "those of the weights it holds, else Hallo's; about 6 GB for Hallo, 40 GB for Hallo3) from "
+                    "Hugging Face into it before loading, with a progress bar. Off: a missing file is an error "
+                    "that lists what to fetch.",
+                ),
             ],
             outputs=[PIPELINE.Output("pipeline", display_name="pipeline", tooltip="The loaded Hallo pipeline.")],
         )
@@ -68,10 +75,15 @@ class HalloModelLoader(io.ComfyNode):
     @classmethod
     def execute(
         cls, model_folder: str, variant: str, precision: str, device: str, attention: str = "auto",
-        compile: bool = False,
+        compile: bool = False, download_missing: bool = False,
     ) -> io.NodeOutput:
         with blame(NODE_ID, "attention"):
             glue.attention_kernel(attention, precision, device)  # a wrong choice fails before gigabytes are read
+        if download_missing:
+            with blame(NODE_ID, "model_folder"):
+                folder = glue.model_folder_path(model_folder)
+            with blame(NODE_ID, "download_missing"):
+                glue.download_missing(folder, variant)
         with blame(NODE_ID, "model_folder", inputs={"variant": "variant", "attention": "attention",
                                                      "compile": "compile", "low_vram": "device"}):
             pipeline = glue.load_pipeline(glue.model_folder_path(model_folder), variant, precision, device, attention,

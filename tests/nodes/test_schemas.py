@@ -10,7 +10,7 @@ from tests.nodes.test_package import NODE_IDS
 
 SOCKETS = {  # (inputs, outputs) as saved workflows refer to them
     # attention came last, so workflows saved before it keep their widget values in place
-    "HalloModelLoader": (["model_folder", "variant", "precision", "device", "attention", "compile"],
+    "HalloModelLoader": (["model_folder", "variant", "precision", "device", "attention", "compile", "download_missing"],
                          ["HALLO_PIPELINE"]),
     "HalloFaceMask": (
         # framing and crop_scale (optional) and the crop output came last, for the same reason

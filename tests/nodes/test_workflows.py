@@ -9,6 +9,7 @@ import pytest
 
 from tests.nodes.comfy_env import REPO
 from tests.nodes.workflow_check import check_workflow, spec_from_object_info, to_prompt
+from tests.nodes.workflow_layout import overlaps, rect
 
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 
@@ -63,6 +64,53 @@ def test_workflow_fits_the_schemas(path, specs) -> None:
     assert {"HalloModelLoader", "HalloSampler", "HalloVideoStitch", "LoadImage", "LoadAudio", "SaveVideo"} <= types
 
 
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_no_node_covers_another_after_a_run(path) -> None:
+    """Title bars, long titles and the previews output nodes grow after a run included (workflow_layout.py)."""
+    assert overlaps(json.loads(path.read_text())) == []
+
+
+def test_the_layout_check_sees_a_long_title_and_a_grown_video_preview() -> None:
+    """The two overlaps issue #15 reported, put back: Hallo2's upscale node under its old long title runs over
+    Create Video; the masks example's face-box preview where it was sits under the grown Save Video preview."""
+    long = _load("hallo2_long_audio_upscaled.json")
+    upscale = next(n for n in long["nodes"] if n["type"] == "ImageScale")
+    upscale["title"] = "Upscale Image (2x; swap in a model upscaler for a sharper result)"
+    assert [p for p in overlaps(long) if "Create Video" in p and "Upscale" in p]
+    masks = _load("hallo_masks_and_region_weights.json")
+    face_box = next(n for n in masks["nodes"] if n.get("title") == "Face box (FaceLocator)")
+    save = next(n for n in masks["nodes"] if n["type"] == "SaveVideo")
+    face_box["pos"] = [1500, 720]
+    assert rect(save)[3] > save["pos"][1] + save["size"][1]  # the preview grows the node past its saved size
+    assert [p for p in overlaps(masks) if "Face box" in p and "Save Video" in p]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_each_workflow_has_its_thumbnail_drawn_from_its_current_graph(path) -> None:
+    """workflows/<name>.jpg, what the Templates dialog shows: a small JPEG that matches a fresh drawing
+    (`python -m tests.nodes.workflow_thumbnails` redraws them)."""
+    import PIL
+    from packaging.version import Version
+    from PIL import Image, ImageChops, ImageStat, features
+
+    from tests.nodes.workflow_thumbnails import render, thumbnail_path
+
+    shipped = thumbnail_path(path)
+    assert shipped.is_file(), f"no thumbnail: python -m tests.nodes.workflow_thumbnails {path.relative_to(REPO)}"
+    assert shipped.stat().st_size < 100_000
+    with Image.open(shipped) as image:
+        assert image.format == "JPEG"
+        if not features.check("freetype2") or Version(PIL.__version__) < Version("10.1"):
+            pytest.skip("the drawing needs Pillow 10.1 or later with FreeType (its scalable default font)")
+        fresh = render(json.loads(path.read_text()), path.stem)
+        difference = ImageStat.Stat(ImageChops.difference(image.convert("RGB"), fresh)).mean
+    assert max(difference) < 4, f"out of date: python -m tests.nodes.workflow_thumbnails {path.relative_to(REPO)}"
+
+
+def test_every_thumbnail_belongs_to_a_workflow() -> None:
+    assert {p.stem for p in (REPO / "workflows").glob("*.jpg")} <= {p.stem for p in WORKFLOWS}
+
+
 def test_the_check_notices_a_shifted_widget_and_a_wrong_link(specs) -> None:
     workflow = json.loads((REPO / "workflows" / "hallo_portrait_to_video.json").read_text())
     sampler = next(n for n in workflow["nodes"] if n["type"] == "HalloSampler")
@@ -95,7 +143,7 @@ def test_the_loaders_newer_widgets_come_last(specs) -> None:
     """attention, then compile: so a loader saved before them keeps its values in place; the frontend gives the
     widgets missing at the end their defaults."""
     assert [name for name, _, _ in specs["HalloModelLoader"].widgets] == [
-        "model_folder", "variant", "precision", "device", "attention", "compile"]
+        "model_folder", "variant", "precision", "device", "attention", "compile", "download_missing"]
 
 
 def _load(name: str) -> dict:
