@@ -61,6 +61,13 @@ class HalloModelLoader(io.ComfyNode):
                     "(about a minute on a GPU), later steps run faster; needs a working C++ compiler / Triton "
                     "for your GPU. Hallo3 stops with a message (not wired for its DiT yet).",
                 ),
+                io.Combo.Input(
+                    "weight_dtype", options=glue.WEIGHT_DTYPES, default="default", optional=True,
+                    tooltip="How the big weights are stored. default: in the precision above (Hallo3's low_vram "
+                    "device still stores its DiT in fp8). fp8_e4m3fn: storage only, each layer upcast to the "
+                    "precision for its own step: Hallo's UNets take 2.5 GB instead of 4.9, Hallo3's DiT 10 GB "
+                    "instead of 18; the frames drift slightly (README, known limits).",
+                ),
             ],
             outputs=[PIPELINE.Output("pipeline", display_name="pipeline", tooltip="The loaded Hallo pipeline.")],
         )
@@ -68,12 +75,13 @@ class HalloModelLoader(io.ComfyNode):
     @classmethod
     def execute(
         cls, model_folder: str, variant: str, precision: str, device: str, attention: str = "auto",
-        compile: bool = False,
+        compile: bool = False, weight_dtype: str = "default",
     ) -> io.NodeOutput:
         with blame(NODE_ID, "attention"):
             glue.attention_kernel(attention, precision, device)  # a wrong choice fails before gigabytes are read
         with blame(NODE_ID, "model_folder", inputs={"variant": "variant", "attention": "attention",
-                                                     "compile": "compile", "low_vram": "device"}):
+                                                     "compile": "compile", "low_vram": "device",
+                                                     "fp8": "weight_dtype"}):
             pipeline = glue.load_pipeline(glue.model_folder_path(model_folder), variant, precision, device, attention,
-                                          compile=compile)
+                                          compile=compile, weight_dtype=weight_dtype)
         return io.NodeOutput(pipeline)

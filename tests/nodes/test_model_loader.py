@@ -125,3 +125,35 @@ def test_compile_reaches_hallos_denoiser_and_hallo3_refuses_it(comfy_with_models
                            match=r"HalloModelLoader input 'compile': Hallo3 cannot honour compile"):
             env.nodes()["HalloModelLoader"].execute(model_folder="hallo/h3", variant="hallo3", precision="auto",
                                                     device="auto", attention="auto", compile=True)
+
+
+def test_weight_dtype_fp8_stores_the_unets_in_fp8_and_comfyui_sees_the_smaller_model(comfy_with_models) -> None:
+    Fp8Weight = comfy_with_models.module("hallo_pipeline.fp8").Fp8Weight  # the pack's own, as ComfyUI imports it
+    loader = comfy_with_models.nodes()["HalloModelLoader"]
+    loaded = {}
+    for weight_dtype in ("default", "fp8_e4m3fn"):
+        (pipeline,) = loader.execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu",
+                                     attention="auto", compile=False, weight_dtype=weight_dtype).args
+        loaded[weight_dtype] = pipeline
+    fp8 = loaded["fp8_e4m3fn"]
+    assert not any(isinstance(m, Fp8Weight) for m in loaded["default"].net.modules())
+    stored = {p.dtype for m in fp8.net.modules() if isinstance(m, Fp8Weight) for p in m.parameters(recurse=False)}
+    assert torch.float8_e4m3fn in stored and fp8.dtype == torch.float32
+
+    def model_bytes(pipeline) -> int:  # what ComfyUI's model manager counts for our parts
+        return sum(t.nbytes for p in pipeline.placement.patchers for t in p.model.state_dict().values())
+
+    assert model_bytes(fp8) < 0.5 * model_bytes(loaded["default"])
+
+
+def test_a_weight_dtype_this_pytorch_cannot_store_names_the_weight_dtype_input(comfy_with_models, monkeypatch):
+    env = comfy_with_models
+    monkeypatch.setattr(env.module("hallo_pipeline.fp8"), "FP8", None)
+    loader = env.nodes()["HalloModelLoader"]
+    with pytest.raises(env.module("hallo_pipeline.errors").InputError,
+                       match=r"HalloModelLoader input 'weight_dtype': fp8: this PyTorch .* has no float8_e4m3fn"):
+        loader.execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu", weight_dtype="fp8_e4m3fn")
+    with pytest.raises(env.module("hallo_pipeline.errors").InputError,
+                       match=r"HalloModelLoader input 'weight_dtype': weight_dtype 'fp4' is unknown; use default or "
+                             r"fp8_e4m3fn"):
+        loader.execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu", weight_dtype="fp4")
