@@ -30,12 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import sys
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from benchmarks.drift import compare, write
 
 MODES = ("fp32", "fp16", "bf16", "fp8 Linear only", "fp8", "fp8 + fp16 compute", "fp8 + bf16 compute")
 DENOISE_OUTPUTS = ("expected.noise_pred_uncond", "expected.noise_pred_cond", "expected.noise_pred")
@@ -84,18 +84,6 @@ def pipeline(root: Path, net) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         out = run_pipeline(net, LatentCodec(load_vae(root / "models" / "vae")), tensors, settings)
     return {name: out[name].float() for name in PIPELINE_OUTPUTS}
-
-
-def compare(expected: dict[str, torch.Tensor], ours: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
-    rows = {}
-    for name, actual in ours.items():
-        ref = expected[name].double()
-        diff = actual.double() - ref
-        rms_ref = ref.pow(2).mean().sqrt().item()
-        rms = diff.pow(2).mean().sqrt().item()
-        rows[name] = {"max_abs": diff.abs().max().item(), "rms": rms, "rms_relative": rms / rms_ref,
-                      "rms_reference": rms_ref}
-    return rows
 
 
 def weight_bytes(net=None) -> dict[str, dict[str, int]]:
@@ -170,11 +158,7 @@ def main(argv=None) -> int:
                 print(f"{case:12s} {mode:18s} {NAMES[name]:22s} max {r['max_abs']:.3g} rms {r['rms']:.3g} "
                       f"rel {r['rms_relative']:.3g}", flush=True)
     if args.out:
-        command = " ".join(["python -m benchmarks.hallo_fp8_drift",
-                            *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps({"command": command, **result}, indent=1))
-        args.out.with_suffix(".md").write_text(markdown(result, command))
+        write(args.out, "benchmarks.hallo_fp8_drift", argv, result, markdown)
     return 0
 
 
