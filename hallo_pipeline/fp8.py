@@ -24,13 +24,23 @@ FP8 = getattr(torch, "float8_e4m3fn", None)  # PyTorch >= 2.1
 FP8_MAX = 448.0  # e4m3fn's largest finite value
 
 
-def require_fp8(input_name: str = "fp8") -> None:
-    """Refuse fp8 storage, naming the option at fault, where this PyTorch build cannot hold float8 tensors."""
+def require_fp8(device: torch.device | str | None = None, input_name: str = "fp8") -> None:
+    """Refuse fp8 storage, naming the option at fault, where this PyTorch build has no float8 dtype or `device`
+    cannot hold and upcast float8 tensors (checked on a one-value tensor, before any weights are read)."""
     if FP8 is None:
         raise InputError(
             f"{input_name}: this PyTorch ({torch.__version__}) has no float8_e4m3fn dtype to store weights in; "
             "install PyTorch 2.1 or newer, or load without fp8 weights", input_name,
         )
+    if device is None:
+        return
+    try:
+        torch.zeros(1, dtype=FP8, device=device).to(torch.float32)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(
+            f"{input_name}: the device {device} cannot hold float8_e4m3fn weights in this PyTorch ({exc}); load "
+            "without fp8 weights, or on another device", input_name,
+        ) from None
 
 
 def fp8_scale(weight: torch.Tensor) -> float:

@@ -58,7 +58,6 @@ class HalloFamily:
         are Hallo3's (its 18 GB DiT and video VAE); Hallo has neither, so asking for them is refused before
         anything loads rather than ignored."""
         from ..errors import InputError
-        from ..fp8 import require_fp8
         from .pipeline import HalloPipeline
 
         asked = [name for name, value in (("offload_blocks", offload_blocks), ("tiled_decode", tiled_decode)) if value]
@@ -70,8 +69,6 @@ class HalloFamily:
             )
         if fp8 is not None and not isinstance(fp8, bool):
             raise InputError(f"fp8 must be true or false, got {fp8!r}", "fp8")
-        if fp8:
-            require_fp8()
         return HalloPipeline.load(files, fp8=bool(fp8), **options)
 
 

@@ -23,6 +23,7 @@ from ..attention_backends import AttentionKernel, select_kernel
 from ..config import CLIP_LENGTH, CROP_SCALE, FACE_EXPAND_RATIO, FEATHER, FPS, IMAGE_SIZE, MAX_SIDE
 from ..devices import Placement, resolve_device, resolve_dtype
 from ..errors import InputError
+from ..fp8 import require_fp8
 from .model_files import ModelFiles, locate
 from .models import HalloNet
 from .sampling.clip_loop import (
@@ -128,6 +129,8 @@ class HalloPipeline:
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
         kernel = select_kernel(attention, device, dtype)  # a wrong choice fails before gigabytes are read
+        if fp8:
+            require_fp8(device)
         home = placement.offload if placement is not None and placement.offload is not None else device
         log.info("loading %s as %s on %s%s", files.describe(), str(dtype).removeprefix("torch."), device,
                  " (fp8 weights)" if fp8 else "")

@@ -161,7 +161,6 @@ class Hallo3Family:
         otherwise. `placement` (`devices.Placement`'s interface; the nodes pass ComfyUI's model management):
         where each network waits and computes. Hallo's other speed-ups (attention kernels other than PyTorch's,
         compile) are refused before anything loads."""
-        from ..fp8 import require_fp8
         from .loading import read_model_config
         from .pipeline import MemoryOptions
 
@@ -188,8 +187,6 @@ class Hallo3Family:
             offload_blocks=memory.offload_blocks if offload_blocks is None else offload_blocks,
             tiled_decode=memory.tiled_decode if tiled_decode is None else tiled_decode,
         ).check(layers)
-        if memory.fp8:
-            require_fp8()
         from .animate import Hallo3Pipeline
 
         return Hallo3Pipeline.load(files, device=device, dtype=dtype, placement=placement, fp8=memory.fp8,

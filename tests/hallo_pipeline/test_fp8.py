@@ -101,3 +101,16 @@ def test_without_a_float8_dtype_fp8_storage_is_refused_by_name(monkeypatch) -> N
     linear = nn.Linear(2, 2)
     with pytest.raises(InputError):
         store_fp8([(nn.Sequential(linear), "0", linear)])
+
+
+def test_a_device_that_cannot_hold_float8_is_refused_by_name(monkeypatch) -> None:
+    fp8.require_fp8("cpu")  # the CPU holds and upcasts float8
+
+    def no_float8(*args, **kwargs):
+        raise TypeError("Trying to convert Float8_e4m3fn to the MPS backend but it does not have support for it")
+
+    monkeypatch.setattr(torch, "zeros", no_float8)  # what such a device answers
+    with pytest.raises(InputError, match=r"fp8: the device mps cannot hold float8_e4m3fn weights in this PyTorch "
+                                         r"\(Trying .*\); load without fp8 weights, or on another device") as err:
+        fp8.require_fp8("mps")
+    assert err.value.input == "fp8"

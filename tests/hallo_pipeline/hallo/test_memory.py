@@ -113,9 +113,9 @@ def test_without_a_float8_dtype_fp8_is_refused_before_loading(tiny_model_folder,
     from hallo_pipeline import fp8
     from hallo_pipeline.errors import InputError
     from hallo_pipeline.families import load_pipeline
-    from hallo_pipeline.hallo.pipeline import HalloPipeline
+    from hallo_pipeline.hallo import checkpoint
 
     monkeypatch.setattr(fp8, "FP8", None)
-    monkeypatch.setattr(HalloPipeline, "load", lambda *a, **k: pytest.fail("loaded before refusing"))
+    monkeypatch.setattr(checkpoint, "load_net", lambda *a, **k: pytest.fail("loaded before refusing"))
     with pytest.raises(InputError, match="fp8: this PyTorch .* has no float8_e4m3fn dtype"):
         load_pipeline(tiny_model_folder, fp8=True)

@@ -115,3 +115,16 @@ def test_moving_the_model_leaves_the_host_layers_on_the_host(main) -> None:
 def test_streaming_needs_a_count_of_layers_the_model_has(main) -> None:
     with pytest.raises(ValueError, match=f"0..{DIT.num_layers}"):
         stream_from_host(main, DIT.num_layers + 1)
+
+
+def test_without_a_float8_dtype_hallo3s_fp8_is_refused_before_loading(tiny_hallo3_folder, monkeypatch) -> None:
+    from hallo_pipeline import fp8
+    from hallo_pipeline.errors import InputError
+    from hallo_pipeline.families import load_pipeline
+    from hallo_pipeline.hallo3.pipeline import Hallo3Generator
+
+    monkeypatch.setattr(fp8, "FP8", None)
+    monkeypatch.setattr(Hallo3Generator, "from_model_folder", lambda *a, **k: pytest.fail("loaded before refusing"))
+    with pytest.raises(InputError, match="fp8: this PyTorch .* has no float8_e4m3fn dtype") as err:
+        load_pipeline(tiny_hallo3_folder, variant="hallo3", fp8=True, device="cpu")
+    assert err.value.input == "fp8"
