@@ -24,8 +24,9 @@ from comfy.model_patcher import ModelPatcher
 from ..hallo_pipeline.attention_backends import select_kernel
 from ..hallo_pipeline.config import ATTENTION_OPTIONS
 from ..hallo_pipeline.devices import Placement
+from ..hallo_pipeline.download import fetch
 from ..hallo_pipeline.errors import InputError
-from ..hallo_pipeline.families import family_of, holds_weights, locate
+from ..hallo_pipeline.families import family_of, holds_weights, locate, official_files
 from ..hallo_pipeline.families import load_pipeline as load_family_pipeline
 
 MODEL_FOLDER_KIND = "hallo"
@@ -218,6 +219,20 @@ class ProgressReporter:
         if self.bar is None:
             self.bar = comfy.utils.ProgressBar(progress.total)
         self.bar.update_absolute(progress.done, progress.total)
+
+
+def download_missing(folder: Path, variant: str) -> None:
+    """The loader's `download_missing`: the official files the folder lacks, one ComfyUI progress bar over their
+    bytes; Cancel stops it between chunks (a partial file resumes next time)."""
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        mm.throw_exception_if_processing_interrupted()
+        bar = bar or comfy.utils.ProgressBar(total)
+        bar.update_absolute(done, total)
+
+    fetch(folder, official_files(folder, variant), progress)
 
 
 def cancel_check() -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..download import RepoFile
     from .model_files import ModelFiles
     from .pipeline import HalloPipeline
     from .sampling.clip_loop import SamplerSettings
@@ -26,6 +27,11 @@ class HalloFamily:
     text_prompt = False
     half_precision = "fp16"
     default_prompt = ""
+
+    def official_files(self, variant: str, vocal_separator: bool = True) -> list[RepoFile]:
+        from .download import files
+
+        return files(hallo=variant != "hallo2", hallo2=variant == "hallo2", vocal_separator=vocal_separator)
 
     def locate(self, root: Path, variant: str = "auto") -> ModelFiles:
         from .model_files import locate

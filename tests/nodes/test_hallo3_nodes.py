@@ -112,6 +112,14 @@ def test_what_hallo3_cannot_honour_is_refused_by_name(run, pipeline, face_output
             _sample(run, pipeline, reference, embedded[0], **overrides)
 
 
+def test_a_segment_plan_is_refused_by_name_before_any_step(run, pipeline, face_outputs, embedded) -> None:
+    (plan,) = run("HalloSegmentPlan", hallo_audio=embedded[0], segments=1, overlap_clips=0)
+    (reference,) = run("HalloReferenceEncode", pipeline=pipeline, face=face_outputs[0])
+    errors = run.env.module("hallo_pipeline.errors")
+    with pytest.raises(errors.InputError, match="HalloSampler input 'plan': .*Hallo and Hallo2 weights only"):
+        _sample(run, pipeline, reference, embedded[0], plan=plan)
+
+
 def test_sampler_stitch_and_paste_back_make_the_photo_talk(run, pipeline, face_outputs, embedded,
                                                            working_size) -> None:
     env = run.env

@@ -10,7 +10,8 @@ from tests.nodes.test_package import NODE_IDS
 
 SOCKETS = {  # (inputs, outputs) as saved workflows refer to them
     # attention came last, so workflows saved before it keep their widget values in place
-    "HalloModelLoader": (["model_folder", "variant", "precision", "device", "attention", "compile", "weight_dtype"],
+    "HalloModelLoader": (["model_folder", "variant", "precision", "device", "attention", "compile", "download_missing",
+                          "weight_dtype"],
                          ["HALLO_PIPELINE"]),
     "HalloFaceMask": (
         # framing and crop_scale (optional) and the crop output came last, for the same reason
@@ -24,12 +25,14 @@ SOCKETS = {  # (inputs, outputs) as saved workflows refer to them
     "HalloReferenceEncode": (["pipeline", "face"], ["HALLO_REFERENCE"]),
     "HalloSampler": (
         ["pipeline", "reference", "audio", "pose_weight", "face_weight", "lip_weight", "steps", "cfg", "seed", "mode",
-         "start_frame", "end_frame", "previous", "prompt"],
+         "start_frame", "end_frame", "previous", "prompt", "plan", "segment_index"],
         ["HALLO_FRAMES"],
     ),
     "HalloVideoStitch": (["frames", "audio", "fps", "frames_2", "frames_3", "frames_4"],
                          ["IMAGE", "AUDIO", "VIDEO", "FLOAT"]),
     "HalloPasteBack": (["images", "face", "feather", "color_match", "max_side", "fps"], ["IMAGE", "FLOAT"]),
+    "HalloSegmentPlan": (["hallo_audio", "segments", "overlap_clips"], ["HALLO_SEGMENT_PLAN"]),
+    "HalloSegmentJoin": (["segment_images", "plan", "audio", "fps"], ["IMAGE", "AUDIO", "VIDEO", "FLOAT"]),
 }
 
 
