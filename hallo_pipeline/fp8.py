@@ -1,7 +1,7 @@
 """fp8 weight storage shared by the families: a layer's weight held as float8_e4m3fn times a power-of-two scale, upcast
 to the input's dtype inside its own forward, so only one layer's matrix exists in the compute dtype at a time.
 
-    require_fp8()                                  # an InputError where this PyTorch has no float8 dtype
+    require_fp8(device)                                  # an InputError where float8 cannot be held there
     store_fp8(layers_of(unet, (nn.Linear, nn.Conv2d)))   # each found layer replaced in place by its fp8 twin
 
 Storage only: the arithmetic stays in the working dtype (fp16/bf16/fp32), so no fp8 kernels are needed and any
