@@ -23,6 +23,7 @@ from ..attention_backends import AttentionKernel, select_kernel
 from ..config import CLIP_LENGTH, CROP_SCALE, FACE_EXPAND_RATIO, FEATHER, FPS, IMAGE_SIZE, MAX_SIDE
 from ..devices import Placement, resolve_device, resolve_dtype
 from ..errors import InputError
+from ..fp8 import require_fp8
 from .model_files import ModelFiles, locate
 from .models import HalloNet
 from .sampling.clip_loop import (
@@ -106,6 +107,7 @@ class HalloPipeline:
         placement: Placement | None = None,
         attention: str | AttentionKernel = "auto",
         compile: bool = False,
+        fp8: bool = False,
     ) -> "HalloPipeline":
         """Load the net and VAE of a model folder in the official layout (face and audio models load on first use).
 
@@ -116,6 +118,8 @@ class HalloPipeline:
         `attention`: the attention kernel of both UNets, one of `config.ATTENTION_OPTIONS` (auto = PyTorch's
         SDPA; flash and sage need their package, a CUDA device and fp16/bf16) or a kernel callable.
         `compile`: `torch.compile` the denoising UNet (the first denoising step pays the compile time).
+        `fp8`: both UNets' Linear and Conv2d weights stored in float8 e4m3, upcast layer by layer (`memory.py`;
+        converted on the host, so the device never holds the 16-bit weights; benchmarks/results/hallo-fp8-drift-cpu.md).
         """
         from .checkpoint import load_net
         from .vae import load_vae
@@ -125,9 +129,18 @@ class HalloPipeline:
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
         kernel = select_kernel(attention, device, dtype)  # a wrong choice fails before gigabytes are read
+        if fp8:
+            require_fp8(device)
         home = placement.offload if placement is not None and placement.offload is not None else device
-        log.info("loading %s as %s on %s", files.describe(), str(dtype).removeprefix("torch."), device)
-        net = apply_speedups(load_net(files.net, dtype=dtype, device=home), attention=kernel, compile=compile)
+        log.info("loading %s as %s on %s%s", files.describe(), str(dtype).removeprefix("torch."), device,
+                 " (fp8 weights)" if fp8 else "")
+        if fp8:
+            from .memory import store_fp8
+
+            net = store_fp8(load_net(files.net, dtype=dtype, device="cpu")).to(home)
+        else:
+            net = load_net(files.net, dtype=dtype, device=home)
+        net = apply_speedups(net, attention=kernel, compile=compile)
         log.info("loading the VAE from %s", files.vae)
         vae = load_vae(files.vae, device=home, dtype=dtype)
         return cls(net, vae, files=files, device=device, dtype=dtype, low_vram=low_vram, placement=placement)

@@ -118,7 +118,7 @@ def test_bad_image_is_an_error_message_not_a_traceback(tiny_model_folder, tmp_pa
     assert not (tmp_path / "o.mp4").exists()
 
 
-def test_attention_and_compile_reach_the_pipeline(tiny_model_folder, portrait_path, tmp_path, monkeypatch) -> None:
+def test_attention_compile_and_fp8_reach_the_pipeline(tiny_model_folder, portrait_path, tmp_path, monkeypatch) -> None:
     from hallo_pipeline.errors import InputError
     from hallo_pipeline.hallo.pipeline import HalloPipeline
 
@@ -132,9 +132,9 @@ def test_attention_and_compile_reach_the_pipeline(tiny_model_folder, portrait_pa
     audio = _wav(tmp_path / "speech.wav", 0.3)
     common = ["animate", "--image", str(portrait_path), "--audio", str(audio), "--output", str(tmp_path / "o.mp4"),
               "--models", str(tiny_model_folder)]
-    assert main(common) == 2 and (seen["attention"], seen["compile"]) == ("auto", False)
-    assert main([*common, "--attention", "sage", "--compile"]) == 2
-    assert (seen["attention"], seen["compile"]) == ("sage", True)
+    assert main(common) == 2 and (seen["attention"], seen["compile"], seen["fp8"]) == ("auto", False, False)
+    assert main([*common, "--attention", "sage", "--compile", "--fp8"]) == 2
+    assert (seen["attention"], seen["compile"], seen["fp8"]) == ("sage", True, True)
 
 
 def test_hallo_keeps_its_own_defaults_and_ignores_a_prompt(tiny_model_folder, portrait_path, tmp_path, monkeypatch,

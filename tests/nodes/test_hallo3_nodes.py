@@ -259,3 +259,13 @@ def test_the_loaders_low_vram_is_hallo3s_low_vram(run) -> None:
                   attention="auto")
     dtypes = {p.dtype for p in pipe.generator.nets.main.transformer.layers.parameters()}
     assert torch.float8_e4m3fn in dtypes
+
+
+def test_the_loaders_fp8_weight_dtype_is_hallo3s_fp8_alone(run) -> None:
+    """weight_dtype fp8_e4m3fn without low_vram: the main DiT's matrices in fp8, nothing streamed, no tiles."""
+    (pipe,) = run("HalloModelLoader", model_folder="hallo", variant="hallo3", precision="fp32", device="cpu",
+                  attention="auto", compile=False, weight_dtype="fp8_e4m3fn")
+    main = pipe.generator.nets.main
+    assert torch.float8_e4m3fn in {p.dtype for p in main.transformer.layers.parameters()}
+    assert not any(hasattr(m, "_hallo_host_copy") for m in main.modules())
+    assert pipe.generator.memory.fp8 and not pipe.generator.memory.tiled_decode

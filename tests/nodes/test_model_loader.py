@@ -151,7 +151,7 @@ def test_download_missing_fetches_what_the_folder_lacks_with_comfyuis_progress_b
     seen = []
     with hub(monkeypatch, _official_layout_from(tiny_models)) as requests, comfy_env(tmp_path / "models") as env:
         loader = env.nodes()["HalloModelLoader"]
-        assert [i.id for i in loader.define_schema().inputs][-1] == "download_missing"
+        assert [i.id for i in loader.define_schema().inputs][-2:] == ["download_missing", "weight_dtype"]
         with pytest.raises(env.module("hallo_pipeline.errors").CheckpointError, match="'model_folder'"):
             loader.execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu")  # off by default
         assert requests == []
@@ -201,3 +201,35 @@ def test_the_model_list_saves_into_the_folder_the_loader_registers(tmp_path) -> 
 
     with comfy_env(tmp_path / "models") as env:
         assert env.module("nodes.comfy_glue").MODEL_FOLDER_KIND == MODELS_SUBFOLDER
+
+
+def test_weight_dtype_fp8_stores_the_unets_in_fp8_and_comfyui_sees_the_smaller_model(comfy_with_models) -> None:
+    Fp8Weight = comfy_with_models.module("hallo_pipeline.fp8").Fp8Weight  # the pack's own, as ComfyUI imports it
+    loader = comfy_with_models.nodes()["HalloModelLoader"]
+    loaded = {}
+    for weight_dtype in ("default", "fp8_e4m3fn"):
+        (pipeline,) = loader.execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu",
+                                     attention="auto", compile=False, weight_dtype=weight_dtype).args
+        loaded[weight_dtype] = pipeline
+    fp8 = loaded["fp8_e4m3fn"]
+    assert not any(isinstance(m, Fp8Weight) for m in loaded["default"].net.modules())
+    stored = {p.dtype for m in fp8.net.modules() if isinstance(m, Fp8Weight) for p in m.parameters(recurse=False)}
+    assert torch.float8_e4m3fn in stored and fp8.dtype == torch.float32
+
+    def model_bytes(pipeline) -> int:  # what ComfyUI's model manager counts for our parts
+        return sum(t.nbytes for p in pipeline.placement.patchers for t in p.model.state_dict().values())
+
+    assert model_bytes(fp8) < 0.5 * model_bytes(loaded["default"])
+
+
+def test_a_weight_dtype_this_pytorch_cannot_store_names_the_weight_dtype_input(comfy_with_models, monkeypatch):
+    env = comfy_with_models
+    monkeypatch.setattr(env.module("hallo_pipeline.fp8"), "FP8", None)
+    loader = env.nodes()["HalloModelLoader"]
+    with pytest.raises(env.module("hallo_pipeline.errors").InputError,
+                       match=r"HalloModelLoader input 'weight_dtype': fp8: this PyTorch .* has no float8_e4m3fn"):
+        loader.execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu", weight_dtype="fp8_e4m3fn")
+    with pytest.raises(env.module("hallo_pipeline.errors").InputError,
+                       match=r"HalloModelLoader input 'weight_dtype': weight_dtype 'fp4' is unknown; use default or "
+                             r"fp8_e4m3fn"):
+        loader.execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu", weight_dtype="fp4")

@@ -10,7 +10,8 @@ from tests.nodes.test_package import NODE_IDS
 
 SOCKETS = {  # (inputs, outputs) as saved workflows refer to them
     # attention came last, so workflows saved before it keep their widget values in place
-    "HalloModelLoader": (["model_folder", "variant", "precision", "device", "attention", "compile", "download_missing"],
+    "HalloModelLoader": (["model_folder", "variant", "precision", "device", "attention", "compile", "download_missing",
+                          "weight_dtype"],
                          ["HALLO_PIPELINE"]),
     "HalloFaceMask": (
         # framing and crop_scale (optional) and the crop output came last, for the same reason
@@ -80,6 +81,9 @@ def test_widgets_have_sensible_defaults(schemas) -> None:
     assert loader["variant"].options == ["auto", "hallo", "hallo2", "hallo3"] and "low_vram" in loader["device"].options
     assert loader["attention"].options == ["auto", "sdpa", "flash", "sage"] and loader["attention"].default == "auto"
     assert all(f"{option}:" in loader["attention"].tooltip for option in ("sdpa", "flash", "sage"))
+    dtypes = loader["weight_dtype"]
+    assert (dtypes.options, dtypes.default, dtypes.optional) == (["default", "fp8_e4m3fn"], "default", True)
+    assert all(f"{option}:" in dtypes.tooltip for option in dtypes.options)
     assert (face["framing"].options, face["framing"].default, face["crop_scale"].default) == (["crop", "stretch"],
                                                                                              "crop", 2.3)
     assert face["framing"].optional and face["crop_scale"].optional  # saved workflows without them still load

@@ -143,7 +143,7 @@ def test_the_loaders_newer_widgets_come_last(specs) -> None:
     """attention, then compile: so a loader saved before them keeps its values in place; the frontend gives the
     widgets missing at the end their defaults."""
     assert [name for name, _, _ in specs["HalloModelLoader"].widgets] == [
-        "model_folder", "variant", "precision", "device", "attention", "compile", "download_missing"]
+        "model_folder", "variant", "precision", "device", "attention", "compile", "download_missing", "weight_dtype"]
 
 
 def _load(name: str) -> dict:
