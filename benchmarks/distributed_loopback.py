@@ -284,11 +284,26 @@ def _write_speech(path: Path, seconds: float) -> None:
     wavfile.write(path, rate, (np.clip(voice, -1, 1) * 32767).astype(np.int16))
 
 
-def timed(instance: Instance, submit, timeout: float) -> tuple[float, dict]:
-    start = time.perf_counter()
-    prompt_id = submit()
-    entry = instance.wait_done(prompt_id, timeout)
-    return time.perf_counter() - start, entry
+def cold_and_warm(instances: list[Instance], head: Instance, template: dict, make_prompt, queue, prefixes,
+                  timeout: float) -> tuple[dict, dict]:
+    """Start the instances, run the graph twice (cold; then warm, with another seed: only the samplers run
+    again) through `head`, and stop them: each run's seconds, and the first run's images saved under `prefixes`."""
+    try:
+        for instance in instances:
+            instance.start()
+        for instance in instances:
+            instance.wait_ready()
+        times, images = [], {}
+        for seed in (42, 43):
+            prompt = make_prompt({**template, SAMPLER: _with_seed(template[SAMPLER], seed)})
+            start = time.perf_counter()
+            head.wait_done(queue(prompt), timeout)
+            times.append(time.perf_counter() - start)
+            images = images or {prefix: head.images(prefix) for prefix in prefixes}
+        return {"cold": times[0], "warm": times[1]}, images
+    finally:
+        for instance in instances:
+            instance.stop()
 
 
 def run(args, work: Path) -> dict:
@@ -300,46 +315,20 @@ def run(args, work: Path) -> dict:
     master = Instance(args, work, "master", models, inputs)
     worker = Instance(args, work, "worker", models, inputs)
     master.configure_workers([worker])
-    try:
-        for instance in (master, worker):
-            instance.start()
-        for instance in (master, worker):
-            instance.wait_ready()
-        times = []
-        for seed in (42, 43):  # cold, then warm (only the samplers run again)
-            prompt = distributed_prompt({**template, SAMPLER: _with_seed(template[SAMPLER], seed)})
-            body = {"prompt": prompt, "client_id": "hallo-loopback", "enabled_worker_ids": ["1"],
-                    "delegate_master": False}
-            seconds, _ = timed(master, lambda body=body: _post(f"{master.url}/distributed/queue", body)["prompt_id"],
-                               args.timeout)
-            times.append(seconds)
-            if seed == 42:
-                collected = master.images("loopback/collected")
-                distributed_final = master.images("loopback/final")
-        figures["two_instances_s"] = {"cold": times[0], "warm": times[1]}
-    finally:
-        master.stop()
-        worker.stop()
-
+    distributed = {"client_id": "hallo-loopback", "enabled_worker_ids": ["1"], "delegate_master": False}
+    figures["two_instances_s"], two = cold_and_warm(
+        [master, worker], master, template, distributed_prompt,
+        lambda prompt: _post(f"{master.url}/distributed/queue", {**distributed, "prompt": prompt})["prompt_id"],
+        ("loopback/collected", "loopback/final"), args.timeout)
     single = Instance(args, work, "single", models, inputs)
-    try:
-        single.start()
-        single.wait_ready()
-        times = []
-        for seed in (42, 43):
-            prompt = one_instance_prompt({**template, SAMPLER: _with_seed(template[SAMPLER], seed)})
-            seconds, _ = timed(single, lambda prompt=prompt: _post(f"{single.url}/prompt", {"prompt": prompt,
-                               "client_id": "hallo-loopback"})["prompt_id"], args.timeout)
-            times.append(seconds)
-            if seed == 42:
-                alone = single.images("loopback/alone")
-                single_final = single.images("loopback/final")
-        figures["one_instance_s"] = {"cold": times[0], "warm": times[1]}
-    finally:
-        single.stop()
+    figures["one_instance_s"], one = cold_and_warm(
+        [single], single, template, one_instance_prompt,
+        lambda prompt: _post(f"{single.url}/prompt", {"client_id": "hallo-loopback", "prompt": prompt})["prompt_id"],
+        ("loopback/alone", "loopback/final"), args.timeout)
 
     cli_final, plan = cli_shards_and_join(args, work, models, inputs)
-    figures.update(compare(collected, alone, distributed_final, single_final, cli_final, plan))
+    figures.update(compare(two["loopback/collected"], one["loopback/alone"], two["loopback/final"],
+                           one["loopback/final"], cli_final, plan))
     for key in ("cold", "warm"):
         figures.setdefault("speedup", {})[key] = figures["one_instance_s"][key] / figures["two_instances_s"][key]
     return figures
