@@ -26,11 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import sys
 from pathlib import Path
 
 import torch
+
+from benchmarks.drift import compare, write
 
 WEIGHTS = Path("models") / "hallo3" / "1" / "mp_rank_00_model_states.safetensors"
 VAE = Path("models") / "cogvideox-5b-i2v-sat" / "vae" / "3d-vae.pt"
@@ -116,17 +116,6 @@ def segment(root: Path, mode: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def compare(reference: dict[str, torch.Tensor], other: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
-    rows = {}
-    for name, ref in reference.items():
-        diff = (other[name] - ref).double()
-        rms_ref = ref.double().pow(2).mean().sqrt().item()
-        rms = diff.pow(2).mean().sqrt().item()
-        rows[name] = {"max_abs": diff.abs().max().item(), "rms": rms, "rms_relative": rms / rms_ref,
-                      "rms_reference": rms_ref}
-    return rows
-
-
 def markdown(result: dict, command: str) -> str:
     lines = ["# fp8 weight storage: drift of Hallo3's outputs on the tiny parity networks (CPU, fp32 compute)", "",
              f"`{command}`", "", __doc__.split("\n\n", 2)[2].strip(), ""]
@@ -160,11 +149,7 @@ def main(argv=None) -> int:
                 print(f"{case:9s} {mode:14s} {name:40s} max {r['max_abs']:.3g} rms {r['rms']:.3g} "
                       f"rel {r['rms_relative']:.3g}")
     if args.out:
-        command = " ".join(["python -m benchmarks.hallo3_fp8_drift",
-                            *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps({"command": command, **result}, indent=1))
-        args.out.with_suffix(".md").write_text(markdown(result, command))
+        write(args.out, "benchmarks.hallo3_fp8_drift", argv, result, markdown)
     return 0
 
 

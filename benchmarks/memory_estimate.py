@@ -291,10 +291,16 @@ def main(argv=None) -> int:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--decode-batch", default="1,4", help="VAE decode batch sizes to try (comma-separated; "
                         "the baseline always decodes one frame at a time, as the release does)")
+    parser.add_argument("--fp8", action="store_true", help="the UNets' weights stored in fp8 (`--fp8`), upcast per "
+                        "layer to --dtype")
     parser.add_argument("--out", type=Path, help="write <out>.json and <out>.md")
     args = parser.parse_args(argv)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
     net, vae, audio_model = build_meta_models(dtype=dtype)
+    if args.fp8:
+        from hallo_pipeline.hallo.memory import store_fp8
+
+        store_fp8(net)  # on `meta` too: each layer's upcast temporary is counted like any other tensor
     results = []
     for mode in args.modes.split(","):
         for batch in [1] if mode == "baseline" else map(int, args.decode_batch.split(",")):

@@ -1,4 +1,4 @@
-"""Command line: `python -m hallo_pipeline {animate, join, make-tiny-models, download, convert-hallo3}`."""
+"""Command line: `python -m hallo_pipeline {animate, join, make-tiny-models, download, model-list, convert-hallo3}`."""
 
 from __future__ import annotations
 
@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "one at a time): the 16 GB mode, --fp8, --tiled-decode and half of the DiT's layers on the host "
                    "(--offload-blocks changes how many)")
     a.add_argument("--fp8", action="store_true",
-                   help="Hallo3 only: store the main DiT's layer weights in float8 (e4m3, scaled per tensor), upcast "
-                   "layer by layer: half its memory (18 -> 10 GB), a small change to the frames")
+                   help="store the big weights in float8 (e4m3, scaled per tensor), upcast layer by layer, for a "
+                   "small change to the frames: Hallo, both UNets' Linear and Conv2d weights (4.9 -> 2.5 GB); Hallo3, "
+                   "the main DiT's layer weights (18 -> 10 GB)")
     a.add_argument("--offload-blocks", type=int, default=None, metavar="N",
                    help="Hallo3 only: keep N of the main DiT's layers (42 in the release) on the host and copy each "
                    "in for its own forward: less GPU memory, slower, the same frames (default 0, or half with "
@@ -160,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--segments", type=_positive, default=None, metavar="N",
                    help="render only one of N independent segments of the audio (with --segment-index), e.g. one "
                    "task of a Slurm array or one Kubernetes job each; --output is then a lossless segment file "
-                   "without sound, and `join` blends the N files into the video. The cuts lie in pauses of the "
+                   "without sound, and `join` blends the N files into the video (give it the photo with --image "
+                   "where the frames are crops of it, the default). The cuts lie in pauses of the "
                    f"speech, each segment starts from the portrait (a faint crossfaded seam per cut){HALLO_ONLY}")
     a.add_argument("--segment-index", type=int, default=None, metavar="I",
                    help="which segment to render with --segments N: 0 to N-1")
@@ -169,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "video with sound")
     j.add_argument("parts", nargs="+", type=Path, help="every segment file of the video, in any order (part_*)")
     j.add_argument("--audio", required=True, type=Path, help="the speech the segments were rendered from")
+    j.add_argument("--image", type=Path, default=None,
+                   help="the photo the segments were rendered from, where they are crops of it (framing crop, the "
+                   "default): the joined frames are pasted back into it")
     j.add_argument("--output", required=True, type=Path, help="the .mp4 to write (h264 + AAC, 25 fps)")
 
     t = sub.add_parser("make-tiny-models",
@@ -194,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fetch Hallo3 (fudan-generative-ai/hallo3: the files inference reads, about 40 GB) "
                        "instead of Hallo")
     d.add_argument("--no-vocal-separator", action="store_true", help="skip audio_separator/Kim_Vocal_2.onnx")
+
+    m = sub.add_parser("model-list", help="the official files in ComfyUI-Manager's model-list.json format")
+    m.add_argument("output", type=Path, nargs="?", default=None,
+                   help="the file to write (the pack keeps web/model-list.json); default: standard output")
 
     c = sub.add_parser("convert-hallo3",
                        help="check the Hallo3 checkpoint (a 29 GB pickle) and rewrite it as .safetensors, "
@@ -286,7 +295,7 @@ def _join(args: argparse.Namespace) -> int:
     from .shards import join_files
 
     log.info("joining %d segment files", len(args.parts))
-    print(f"wrote {join_files(args.parts, args.audio, args.output)}")
+    print(f"wrote {join_files(args.parts, args.audio, args.output, image=args.image)}")
     return 0
 
 
@@ -305,12 +314,24 @@ def _download(args: argparse.Namespace) -> int:
     if args.hallo3:
         from .hallo3.download import download as download_hallo3
 
-        root = download_hallo3(args.dir, vocal_separator=not args.no_vocal_separator)
+        root = download_hallo3(args.dir, vocal_separator=not args.no_vocal_separator, progress=_ByteProgress())
     else:
         from .hallo.download import download
 
-        root = download(args.dir, hallo=True, hallo2=args.hallo2, vocal_separator=not args.no_vocal_separator)
+        root = download(args.dir, hallo=True, hallo2=args.hallo2, vocal_separator=not args.no_vocal_separator,
+                        progress=_ByteProgress())
     print(f"model folder ready: {root}")
+    return 0
+
+
+def _model_list(args: argparse.Namespace) -> int:
+    from .model_list import render
+
+    if args.output is None:
+        sys.stdout.write(render())
+    else:
+        args.output.write_text(render(), encoding="utf-8")
+        print(f"wrote {args.output}")
     return 0
 
 
@@ -392,7 +413,7 @@ def _native_stderr_hidden(hide: bool):
 
 COMMANDS = {
     "animate": _animate, "join": _join, "make-tiny-models": _make_tiny_models, "download": _download,
-    "convert-hallo3": _convert_hallo3,
+    "convert-hallo3": _convert_hallo3, "model-list": _model_list,
 }
 
 

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from .errors import CheckpointError, InputError
 from .hallo.family import FAMILY as HALLO
 from .hallo3.family import FAMILY as HALLO3
 from .model_folder import ModelFolder
+
+if TYPE_CHECKING:
+    from .download import RepoFile
 
 AUTO = "auto"
 
@@ -60,6 +63,10 @@ class ModelFamily(Protocol):
 
     def load(self, files: ModelFolder, **options: Any) -> Any:
         """The family's pipeline for these files; options: device, dtype, low_vram, placement, attention, compile."""
+
+    def official_files(self, variant: str, vocal_separator: bool = True) -> list[RepoFile]:
+        """The files of the official repos that runs with `variant`'s weights read, for downloads and the model
+        list."""
 
 
 # The registry, in the order "auto" tries the families. One line per family.
@@ -140,6 +147,17 @@ def holds_weights(folder: Path) -> bool:
             continue
         return True
     return False
+
+
+def official_files(model_dir: str | Path, variant: str = AUTO, vocal_separator: bool = True) -> list[RepoFile]:
+    """What a download into `model_dir` for `variant` fetches; "auto": for the weights the folder holds, else for
+    the first family's first variant."""
+    if variant == AUTO:
+        try:
+            variant = locate(model_dir).variant
+        except CheckpointError:
+            variant = next(iter(FAMILIES[0].variants))
+    return family_of(variant).official_files(variant, vocal_separator)
 
 
 def load_pipeline(model_dir: str | Path | ModelFolder, variant: str = AUTO, **options: Any) -> Any:

@@ -29,7 +29,7 @@ Choices (README, "Long videos on several GPUs"):
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -81,6 +81,18 @@ class SegmentPlan:
                 f"{len(self.segments) - 1}", "segment_index",
             )
         return self.segments[index]
+
+    def with_seed(self, seed: int) -> "SegmentPlan":
+        """The same cuts with the segment seeds of `seed`. The cuts depend on the audio alone, so a plan made
+        before the run's seed is known (a ComfyUI graph plans before its sampler runs) takes the sampler's here."""
+        SEED.check(seed)
+        segments = tuple(replace(s, seed=segment_seed(seed, s.index)) for s in self.segments)
+        return replace(self, seed=seed, segments=segments)
+
+    @property
+    def render_lengths(self) -> list[int]:
+        """Frames each segment renders (its own plus the overlap it hands the next), in plan order."""
+        return [s.render_end - s.start for s in self.segments]
 
     def to_json(self) -> str:
         return json.dumps({"version": PLAN_VERSION, **asdict(self)}, sort_keys=True)
@@ -233,6 +245,20 @@ def join(plan: SegmentPlan, rendered: list[FrameSegment]) -> torch.Tensor:
         raise InputError(f"segments {missing} of the plan's {len(plan.segments)} are missing; render them and "
                          "join all together", "frames")
     return torch.cat(list(join_stream(plan, lambda i: [by_index[i].frames])))
+
+
+def join_collected(plan: SegmentPlan, frames: torch.Tensor) -> torch.Tensor:
+    """Every segment's frames one after another in plan order, in one batch (what a collector gathers from the
+    machines that rendered them) -> the joined video. Frames may be in any layout with time first."""
+    lengths = plan.render_lengths
+    if frames.shape[0] != sum(lengths):
+        raise InputError(
+            f"{frames.shape[0]} frames were given; the plan's {len(lengths)} segments render {lengths} frames "
+            f"({sum(lengths)} in all). Give every segment's frames once, in plan order, each rendered with this plan",
+            "frames",
+        )
+    parts = torch.split(frames, lengths)
+    return torch.cat(list(join_stream(plan, lambda i: [parts[i]])))
 
 
 def join_stream(plan: SegmentPlan, frames_of: Callable[[int], Iterable[torch.Tensor]]) -> Iterator[torch.Tensor]:

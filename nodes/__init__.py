@@ -1,4 +1,4 @@
-"""ComfyUI glue: seven thin nodes over `hallo_pipeline`.
+"""ComfyUI glue: nine thin nodes over `hallo_pipeline`.
 
 On a ComfyUI with the V3 API the nodes are served through `comfy_entrypoint()` and
 `NODE_CLASS_MAPPINGS` is None: both ComfyUI 0.3.64 and 0.33.0 register a module's
@@ -16,11 +16,13 @@ from .model_loader import HalloModelLoader
 from .paste_back import HalloPasteBack
 from .reference_encode import HalloReferenceEncode
 from .sampler import HalloSampler
+from .segment_join import HalloSegmentJoin
+from .segment_plan import HalloSegmentPlan
 from .video_stitch import HalloVideoStitch
 
 NODES = [
     HalloModelLoader, HalloFaceMask, HalloAudioEmbed, HalloReferenceEncode, HalloSampler, HalloVideoStitch,
-    HalloPasteBack,
+    HalloPasteBack, HalloSegmentPlan, HalloSegmentJoin,
 ]
 
 comfy_glue.register_model_folder()

@@ -20,6 +20,7 @@ FACE = io.Custom("HALLO_FACE")  # hallo_pipeline.hallo.face_analysis.FaceAnalysi
 REFERENCE = io.Custom("HALLO_REFERENCE")  # hallo_pipeline.hallo.pipeline.PreparedReference, with its ReferenceNet rows
 AUDIO_FEATURES = io.Custom("HALLO_AUDIO")  # nodes.audio_embed.EmbeddedAudio
 FRAMES = io.Custom("HALLO_FRAMES")  # hallo_pipeline.hallo.pipeline.FrameSegment
+SEGMENT_PLAN = io.Custom("HALLO_SEGMENT_PLAN")  # hallo_pipeline.independent.SegmentPlan
 
 CATEGORY = "Hallo"
 MODE_TOOLTIP = (

@@ -22,6 +22,9 @@ class EmbeddedAudio:
     clip_length: int  # the features are padded to whole clips of this length
     mode: str  # the mode the audio was embedded for (`pipeline.resolve_mode`): Hallo's one pass or Hallo2's chunks
     seconds: float  # length of the track
+    # RMS per video frame of the track (before vocal separation), where Hallo Segment Plan cuts long audio; the
+    # command line plans from the same track, so both cut in the same places.
+    loudness: object = None
 
     @property
     def frames(self) -> int:
@@ -68,6 +71,8 @@ class HalloAudioEmbed(io.ComfyNode):
 
     @classmethod
     def execute(cls, pipeline, audio: dict, separate_vocals: bool, mode: str, clip_length: int) -> io.NodeOutput:
+        from ..hallo_pipeline.independent import frame_loudness
+
         with blame(NODE_ID, "audio"):
             waveform, sample_rate = single_audio(audio)
         if separate_vocals:
@@ -76,6 +81,7 @@ class HalloAudioEmbed(io.ComfyNode):
         with blame(NODE_ID, "audio", models_input="pipeline", inputs={"clip_length": "clip_length", "mode": "mode"}):
             features = pipeline.encode_audio(waveform, sample_rate, clip_length, separate_vocals, mode=mode)
         resolved = pipeline.resolve_mode(mode)
-        embedded = EmbeddedAudio(features, clip_length, resolved, waveform.shape[-1] / sample_rate)
+        embedded = EmbeddedAudio(features, clip_length, resolved, waveform.shape[-1] / sample_rate,
+                                 frame_loudness(waveform.numpy(), sample_rate))
         used = make_audio(glue.to_output(waveform), sample_rate)
         return io.NodeOutput(embedded, embedded.frames, used)

@@ -27,13 +27,15 @@ from comfy.model_patcher import ModelPatcher
 from ..hallo_pipeline.attention_backends import select_kernel
 from ..hallo_pipeline.config import ATTENTION_OPTIONS
 from ..hallo_pipeline.devices import Placement
+from ..hallo_pipeline.download import fetch
 from ..hallo_pipeline.errors import InputError
-from ..hallo_pipeline.families import family_of, holds_weights, locate
+from ..hallo_pipeline.families import family_of, holds_weights, locate, official_files
 from ..hallo_pipeline.families import load_pipeline as load_family_pipeline
 from ..hallo_pipeline.latent_preview import SD15
 
 MODEL_FOLDER_KIND = "hallo"
 DEVICE_OPTIONS = ["auto", "low_vram", "cpu"]
+WEIGHT_DTYPES = ["default", "fp8_e4m3fn"]  # the loader's weight storage; fp8 -> the families' `fp8` option
 PRECISIONS = ["auto", "fp16", "bf16", "fp32"]
 ATTENTIONS = list(ATTENTION_OPTIONS)
 
@@ -190,16 +192,20 @@ def attention_kernel(attention: str, precision: str, device_option: str):
 
 
 def load_pipeline(folder: Path, variant: str, precision: str, device_option: str, attention="auto",
-                  compile: bool = False):
+                  compile: bool = False, weight_dtype: str = "default"):
     """The pipeline of the folder's model family, its weights waiting on ComfyUI's offload device, each part a
     ComfyUI model. `attention`: an option name or a kernel from `attention_kernel`; `compile`: torch.compile
-    the denoiser (families that cannot refuse it)."""
+    the denoiser (families that cannot refuse it); `weight_dtype`: one of WEIGHT_DTYPES ("default" leaves fp8 to
+    the family's low_vram)."""
+    if weight_dtype not in WEIGHT_DTYPES:
+        raise InputError(f"weight_dtype {weight_dtype!r} is unknown; use {' or '.join(WEIGHT_DTYPES)}", "fp8")
     device, offload = choose_devices(device_option)
     placement = ComfyPlacement(device, offload, low_vram=device_option == "low_vram")
     files = locate(folder, variant)
     dtype = choose_dtype(precision, device, family_of(files.variant).half_precision)
     pipeline = load_family_pipeline(files, device=device, dtype=dtype, placement=placement, attention=attention,
-                                    low_vram=device_option == "low_vram", compile=compile)
+                                    low_vram=device_option == "low_vram", compile=compile,
+                                    fp8=True if weight_dtype == "fp8_e4m3fn" else None)
     placement.manage_core(pipeline.placement_core)
     return pipeline
 
@@ -327,6 +333,20 @@ def _comfy_previewer(preview, method: str, device: torch.device):
         logging.info("Hallo: there is no TAESD decoder for %s latents; the previews use latent2rgb with colours "
                      "fitted to the portrait", preview.space)
     return latent_preview.Latent2RGBPreviewer(preview.rgb.factors.tolist(), preview.rgb.bias.tolist())
+
+
+def download_missing(folder: Path, variant: str) -> None:
+    """The loader's `download_missing`: the official files the folder lacks, one ComfyUI progress bar over their
+    bytes; Cancel stops it between chunks (a partial file resumes next time)."""
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        mm.throw_exception_if_processing_interrupted()
+        bar = bar or comfy.utils.ProgressBar(total)
+        bar.update_absolute(done, total)
+
+    fetch(folder, official_files(folder, variant), progress)
 
 
 def cancel_check() -> bool:

@@ -61,6 +61,20 @@ class HalloModelLoader(io.ComfyNode):
                     "(about a minute on a GPU), later steps run faster; needs a working C++ compiler / Triton "
                     "for your GPU. Hallo3 stops with a message (not wired for its DiT yet).",
                 ),
+                io.Boolean.Input(
+                    "download_missing", default=False, optional=True,
+                    tooltip="Fetch the official files the chosen variant needs and the model folder lacks (auto: "
+                    "those of the weights it holds, else Hallo's; about 6 GB for Hallo, 40 GB for Hallo3) from "
+                    "Hugging Face into it before loading, with a progress bar. Off: a missing file is an error "
+                    "that lists what to fetch.",
+                ),
+                io.Combo.Input(
+                    "weight_dtype", options=glue.WEIGHT_DTYPES, default="default", optional=True,
+                    tooltip="How the big weights are stored. default: in the precision above (Hallo3's low_vram "
+                    "device still stores its DiT in fp8). fp8_e4m3fn: storage only, each layer upcast to the "
+                    "precision for its own step: Hallo's networks take 2.5 GB instead of 4.9, Hallo3's DiT 10 GB "
+                    "instead of 18; the frames change (the drift measured: README, fp8 weight storage).",
+                ),
             ],
             outputs=[PIPELINE.Output("pipeline", display_name="pipeline", tooltip="The loaded Hallo pipeline.")],
         )
@@ -68,12 +82,18 @@ class HalloModelLoader(io.ComfyNode):
     @classmethod
     def execute(
         cls, model_folder: str, variant: str, precision: str, device: str, attention: str = "auto",
-        compile: bool = False,
+        compile: bool = False, download_missing: bool = False, weight_dtype: str = "default",
     ) -> io.NodeOutput:
         with blame(NODE_ID, "attention"):
             glue.attention_kernel(attention, precision, device)  # a wrong choice fails before gigabytes are read
+        if download_missing:
+            with blame(NODE_ID, "model_folder"):
+                folder = glue.model_folder_path(model_folder)
+            with blame(NODE_ID, "download_missing"):
+                glue.download_missing(folder, variant)
         with blame(NODE_ID, "model_folder", inputs={"variant": "variant", "attention": "attention",
-                                                     "compile": "compile", "low_vram": "device"}):
+                                                     "compile": "compile", "low_vram": "device",
+                                                     "fp8": "weight_dtype"}):
             pipeline = glue.load_pipeline(glue.model_folder_path(model_folder), variant, precision, device, attention,
-                                          compile=compile)
+                                          compile=compile, weight_dtype=weight_dtype)
         return io.NodeOutput(pipeline)

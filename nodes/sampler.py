@@ -5,8 +5,9 @@ from __future__ import annotations
 from ..hallo_pipeline.config import GUIDANCE, REGION_WEIGHT, SEED, STEPS
 from ..hallo_pipeline.families import default_prompts, mode_options
 from . import comfy_glue as glue
-from .api import AUDIO_FEATURES, CATEGORY, FRAMES, MODE_TOOLTIP, PIPELINE, REFERENCE, io
+from .api import AUDIO_FEATURES, CATEGORY, FRAMES, MODE_TOOLTIP, PIPELINE, REFERENCE, SEGMENT_PLAN, io
 from .errors import blame
+from .segment_plan import MAX_SEGMENTS
 
 NODE_ID = "HalloSampler"
 MAX_FRAME = 1_000_000  # 11 hours at 25 fps
@@ -77,6 +78,17 @@ class HalloSampler(io.ComfyNode):
                     placeholder=f"{' / '.join(default_prompts())} only; empty: the default prompt",
                     tooltip=_prompt_tooltip(),
                 ),
+                SEGMENT_PLAN.Input(
+                    "plan", optional=True,
+                    tooltip="From Hallo Segment Plan: render only segment 'segment_index' of long audio, started from "
+                    "the portrait, for Hallo Segment Join (e.g. one segment per ComfyUI-Distributed participant). "
+                    "Leave start_frame and end_frame at 0 and 'previous' unconnected. Hallo and Hallo2 only.",
+                ),
+                io.Int.Input(
+                    "segment_index", default=0, min=0, max=MAX_SEGMENTS - 1, optional=True,
+                    tooltip="Which segment of the plan to render, 0 first. With ComfyUI-Distributed connect a "
+                    "Distributed Seed set to 0: the master renders segment 0, worker 1 segment 1, and so on.",
+                ),
             ],
             outputs=[FRAMES.Output("frames", display_name="frames",
                                    tooltip="The generated segment, for Hallo Video Stitch.")],
@@ -85,7 +97,7 @@ class HalloSampler(io.ComfyNode):
     @classmethod
     def execute(cls, pipeline, reference, audio, pose_weight: float, face_weight: float, lip_weight: float, steps: int,
                 cfg: float, seed: int, mode: str, start_frame: int, end_frame: int, previous=None,
-                prompt: str = "") -> io.NodeOutput:
+                prompt: str = "", plan=None, segment_index: int = 0) -> io.NodeOutput:
         from ..hallo_pipeline.config import RegionWeights
 
         with blame(NODE_ID, "mode"):
@@ -95,14 +107,16 @@ class HalloSampler(io.ComfyNode):
                 mode, steps=steps, guidance_scale=cfg, seed=seed, clip_length=audio.clip_length,
                 weights=RegionWeights(pose=pose_weight, face=face_weight, lip=lip_weight),
             )
+        _check_segment_inputs(plan, segment_index, start_frame, end_frame, previous)
         memory = pipeline.step_memory(reference, audio)
+        report = {"progress": glue.ProgressReporter(), "should_cancel": glue.cancel_check, "prompt": prompt or None}
         # The frame range is planned (and checked) by the library before any clip is sampled.
         with blame(NODE_ID, "audio", inputs=SETTING_INPUTS), pipeline.placement.computing(memory):
-            segment = pipeline.sample(
-                reference, audio.features, settings, start_frame=start_frame, end_frame=end_frame or None,
-                previous=previous, progress=glue.ProgressReporter(), should_cancel=glue.cancel_check,
-                prompt=prompt or None,
-            )
+            if plan is not None:
+                segment = pipeline.sample_segment(reference, audio.features, settings, plan, segment_index, **report)
+            else:
+                segment = pipeline.sample(reference, audio.features, settings, start_frame=start_frame,
+                                          end_frame=end_frame or None, previous=previous, **report)
         return io.NodeOutput(segment)
 
 
@@ -110,8 +124,25 @@ class HalloSampler(io.ComfyNode):
 SETTING_INPUTS = {
     "steps": "steps", "guidance_scale": "cfg", "seed": "seed", "clip_length": "audio", "pose_weight": "pose_weight",
     "face_weight": "face_weight", "lip_weight": "lip_weight", "start_frame": "start_frame", "end_frame": "end_frame",
-    "previous": "previous", "prompt": "prompt", "mode": "mode",
+    "previous": "previous", "prompt": "prompt", "mode": "mode", "plan": "plan", "segment_index": "segment_index",
 }
+
+
+def _check_segment_inputs(plan, segment_index: int, start_frame: int, end_frame: int, previous) -> None:
+    """A plan sets the frame range itself; a segment index without a plan would render the whole video."""
+    from ..hallo_pipeline.errors import InputError
+
+    if plan is None:
+        if segment_index:
+            raise InputError(f"{NODE_ID} input 'segment_index': {segment_index} picks a segment of a plan, and no "
+                             "plan is connected; connect Hallo Segment Plan to 'plan', or set segment_index to 0")
+        return
+    clash = [name for name, value in (("start_frame", start_frame), ("end_frame", end_frame)) if value]
+    if previous is not None:
+        clash.append("previous")
+    if clash:
+        raise InputError(f"{NODE_ID} input '{clash[0]}': with a plan connected, the plan sets each segment's frames; "
+                         "set start_frame and end_frame to 0 and leave 'previous' unconnected")
 
 
 def _mode(mode: str, audio, pipeline) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..download import RepoFile
     from .model_files import ModelFiles
     from .pipeline import HalloPipeline
     from .sampling.clip_loop import SamplerSettings
@@ -26,6 +27,11 @@ class HalloFamily:
     text_prompt = False
     half_precision = "fp16"
     default_prompt = ""
+
+    def official_files(self, variant: str, vocal_separator: bool = True) -> list[RepoFile]:
+        from .download import files
+
+        return files(hallo=variant != "hallo2", hallo2=variant == "hallo2", vocal_separator=vocal_separator)
 
     def locate(self, root: Path, variant: str = "auto") -> ModelFiles:
         from .model_files import locate
@@ -54,21 +60,22 @@ class HalloFamily:
 
     def load(self, files: ModelFiles, fp8: bool | None = None, offload_blocks: int | None = None,
              tiled_decode: bool | None = None, **options: Any) -> HalloPipeline:
-        """`fp8`, `offload_blocks` and `tiled_decode` are Hallo3's (its 18 GB DiT and video VAE); Hallo has none of
-        them, so asking for them is refused before anything loads rather than ignored."""
+        """`fp8`: the UNets' weights stored in float8 (`HalloPipeline.load`). `offload_blocks` and `tiled_decode`
+        are Hallo3's (its 18 GB DiT and video VAE); Hallo has neither, so asking for them is refused before
+        anything loads rather than ignored."""
         from ..errors import InputError
         from .pipeline import HalloPipeline
 
-        asked = [name for name, value in (("fp8", fp8), ("offload_blocks", offload_blocks),
-                                          ("tiled_decode", tiled_decode)) if value]
+        asked = [name for name, value in (("offload_blocks", offload_blocks), ("tiled_decode", tiled_decode)) if value]
         if asked:
             raise InputError(
-                f"{', '.join(asked)}: Hallo3 options, but the folder gives {files.describe()}, which has no fp8 "
-                "storage, streamed layers or tiled decode; leave them out (for less GPU memory with Hallo use "
-                "low_vram)", asked[0],
+                f"{', '.join(asked)}: Hallo3 options, but the folder gives {files.describe()}, which has no streamed "
+                "layers or tiled decode; leave them out (for less GPU memory with Hallo use low_vram and fp8)",
+                asked[0],
             )
-
-        return HalloPipeline.load(files, **options)
+        if fp8 is not None and not isinstance(fp8, bool):
+            raise InputError(f"fp8 must be true or false, got {fp8!r}", "fp8")
+        return HalloPipeline.load(files, fp8=bool(fp8), **options)
 
 
 FAMILY = HalloFamily()

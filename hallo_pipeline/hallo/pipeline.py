@@ -23,6 +23,7 @@ from ..attention_backends import AttentionKernel, select_kernel
 from ..config import CLIP_LENGTH, CROP_SCALE, FACE_EXPAND_RATIO, FEATHER, FPS, IMAGE_SIZE, MAX_SIDE
 from ..devices import Placement, resolve_device, resolve_dtype
 from ..errors import InputError
+from ..fp8 import require_fp8
 from .model_files import ModelFiles, locate
 from .models import HalloNet
 from .sampling.clip_loop import (
@@ -106,6 +107,7 @@ class HalloPipeline:
         placement: Placement | None = None,
         attention: str | AttentionKernel = "auto",
         compile: bool = False,
+        fp8: bool = False,
     ) -> "HalloPipeline":
         """Load the net and VAE of a model folder in the official layout (face and audio models load on first use).
 
@@ -116,6 +118,8 @@ class HalloPipeline:
         `attention`: the attention kernel of both UNets, one of `config.ATTENTION_OPTIONS` (auto = PyTorch's
         SDPA; flash and sage need their package, a CUDA device and fp16/bf16) or a kernel callable.
         `compile`: `torch.compile` the denoising UNet (the first denoising step pays the compile time).
+        `fp8`: both UNets' Linear and Conv2d weights stored in float8 e4m3, upcast layer by layer (`memory.py`;
+        converted on the host, so the device never holds the 16-bit weights; benchmarks/results/hallo-fp8-drift-cpu.md).
         """
         from .checkpoint import load_net
         from .vae import load_vae
@@ -125,9 +129,18 @@ class HalloPipeline:
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
         kernel = select_kernel(attention, device, dtype)  # a wrong choice fails before gigabytes are read
+        if fp8:
+            require_fp8(device)
         home = placement.offload if placement is not None and placement.offload is not None else device
-        log.info("loading %s as %s on %s", files.describe(), str(dtype).removeprefix("torch."), device)
-        net = apply_speedups(load_net(files.net, dtype=dtype, device=home), attention=kernel, compile=compile)
+        log.info("loading %s as %s on %s%s", files.describe(), str(dtype).removeprefix("torch."), device,
+                 " (fp8 weights)" if fp8 else "")
+        if fp8:
+            from .memory import store_fp8
+
+            net = store_fp8(load_net(files.net, dtype=dtype, device="cpu")).to(home)
+        else:
+            net = load_net(files.net, dtype=dtype, device=home)
+        net = apply_speedups(net, attention=kernel, compile=compile)
         log.info("loading the VAE from %s", files.vae)
         vae = load_vae(files.vae, device=home, dtype=dtype)
         return cls(net, vae, files=files, device=device, dtype=dtype, low_vram=low_vram, placement=placement)
@@ -302,9 +315,7 @@ class HalloPipeline:
         empty (so a plan made for long audio also runs on short audio). `prompt`: Hallo is not steered by text,
         so only an empty one is taken (the argument exists because the nodes pass it to every family).
         """
-        if prompt and prompt.strip():
-            raise InputError("Hallo is steered by the audio and the portrait only, not by a text prompt; clear the "
-                             "prompt (it is for Hallo3 weights)", "prompt")
+        _refuse_prompt(prompt)
         parts, context, start = [], None, None
         for frames, context, first in self.iter_clips(reference, audio, settings, **kwargs):  # noqa: B007 - last context used after the loop
             start = first if start is None else start
@@ -315,6 +326,20 @@ class HalloPipeline:
                 raise InputError("the frame range is empty", "end_frame")
             return previous.empty_continuation()
         return FrameSegment(torch.cat(parts), start, audio.frames, FPS, context)
+
+    def sample_segment(self, reference: PreparedReference, audio, settings: SamplerSettings, plan, index: int,
+                       prompt: str | None = None, **kwargs) -> FrameSegment:
+        """Segment `index` of an independent-segment `plan` (`independent.py`), started from the portrait, over
+        its render range, in 8-bit levels; kwargs: progress, should_cancel. The plan gives the cuts; its segments'
+        seeds are derived from `settings.seed`, so a plan made before the seed was chosen renders as the CLI's."""
+        from .independent import render_segment
+
+        _refuse_prompt(prompt)
+        segment = render_segment(self, reference, audio, settings, plan.with_seed(settings.seed), index, **kwargs)
+        # In 8-bit levels, as a segment file stores them and ComfyUI-Distributed's PNGs carry them (losslessly
+        # then: 255 * float32(k / 255) is k), so a join blends the same values wherever a segment was rendered.
+        segment.frames = (segment.frames.clamp(0, 1) * 255).round() / 255
+        return segment
 
     @property
     def placement_core(self) -> torch.nn.Module:
@@ -372,12 +397,13 @@ class HalloPipeline:
 
         `segments` N and `segment_index` i (opt-in, both or neither): render only segment i of the audio's
         independent-segment plan (`independent.plan_segments` over `frame_loudness`, with the settings' clip
-        length and seed) into a lossless segment file without audio (`shards.py`); `shards.join_files` blends
-        the N files and adds the audio. The default renders the exact, sequential video.
+        length and seed) into a lossless segment file without audio (`shards.py`); with framing "crop" it holds
+        the crop, and how to paste it back. `shards.join_files` blends the N files, pastes the frames back into
+        the photo and adds the audio. The default renders the exact, sequential video.
         """
         from ..audio.io import load_audio
         from ..independent import frame_loudness, plan_segments
-        from ..shards import shard_writer
+        from ..shards import paste_recipe, shard_writer
         from ..video import VideoWriter, frames_to_uint8
         from .independent import iter_segment
 
@@ -407,9 +433,11 @@ class HalloPipeline:
         if plan is None:
             writer = VideoWriter(target.path, fps=FPS, audio=waveform, sample_rate=sample_rate)
             clips = self.iter_clips(reference, features, settings, **report)
-        else:
-            writer = shard_writer(target.path, plan, segment_index)
+        else:  # the model's frames, pasted back by `join` after the blend (shards.py)
+            recipe = paste_recipe(face.photo, face.framing, **pasted) if paste is not None else None
+            writer = shard_writer(target.path, plan, segment_index, paste=recipe)
             clips = iter_segment(self, reference, features, settings, plan, segment_index, **report)
+            paste = None
         with writer:
             for frames, _, _ in clips:
                 if paste is None:
@@ -418,6 +446,13 @@ class HalloPipeline:
                 for pixels in frames_to_uint8(frames):  # one full-size photo in memory at a time
                     writer.write(paste.paste(pixels)[None])
         return target.path
+
+
+def _refuse_prompt(prompt: str | None) -> None:
+    """Hallo's runs take a prompt argument because the nodes pass one to every family; only an empty one."""
+    if prompt and prompt.strip():
+        raise InputError("Hallo is steered by the audio and the portrait only, not by a text prompt; clear the "
+                         "prompt (it is for Hallo3 weights)", "prompt")
 
 
 def uses_hallo2_loop(variant: str, mode: str) -> bool:

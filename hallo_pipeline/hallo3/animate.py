@@ -46,12 +46,15 @@ class Hallo3Pipeline(Hallo3Stages):
         and compute (default: on a GPU each waits on the host and computes there only in its phase;
         `pipeline.default_placement`); `fp8`, `offload_blocks`, `tiled_decode`: `MemoryOptions`."""
         from ..devices import resolve_device, resolve_dtype
+        from ..fp8 import require_fp8
         from .pipeline import MemoryOptions
 
         device = resolve_device(device) if placement is None else placement.device
         if dtype in (None, "auto"):
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         dtype = resolve_dtype(dtype, device)
+        if fp8:
+            require_fp8(device)
         memory = MemoryOptions(fp8=fp8, offload_blocks=offload_blocks, tiled_decode=tiled_decode)
         held = ["fp8 weights"] if fp8 else []
         held += [f"{offload_blocks} layers on the host"] if offload_blocks else []

@@ -33,6 +33,7 @@ from ..model_folder import ModelFolder
 from .config import GUIDANCE, STEPS
 
 if TYPE_CHECKING:
+    from ..download import RepoFile
     from ..video import OutputPlan
     from .animate import Hallo3Pipeline
 
@@ -83,6 +84,11 @@ class Hallo3Family:
     text_prompt = True
     half_precision = "bf16"
     default_prompt = DEFAULT_PROMPT
+
+    def official_files(self, variant: str = "hallo3", vocal_separator: bool = True) -> list[RepoFile]:
+        from .download import files
+
+        return files(vocal_separator)
 
     def locate(self, root: Path, variant: str = "auto") -> Hallo3Files:
         from .checkpoint import find_weights

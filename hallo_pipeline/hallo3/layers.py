@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .memory import linear_weight
+from ..fp8 import linear_weight
 from .rope import apply_rope
 
 # (cos, sin) rows for the tokens they rotate, float32.

@@ -1,6 +1,6 @@
 """Ways to hold the main DiT in less GPU memory (issue #13): fp8 weight storage and layers streamed from the host.
 
-    store_fp8(nets.main)                          # its big matrices in float8_e4m3fn, upcast per layer in forward
+    store_fp8(nets.main)                          # its big matrices in float8_e4m3fn, upcast per layer (../fp8.py)
     stream_from_host(nets.main, blocks=12)        # 12 of its layers wait on the host, copied in for their forward
 
 Both act on a built (and loaded) main DiT in place and compose: a streamed layer's host copy holds its fp8 weights.
@@ -11,66 +11,12 @@ leaves a streamed layer's host copy where it is (its module holds only empty sta
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-FP8 = torch.float8_e4m3fn
-FP8_MAX = torch.finfo(FP8).max  # 448
-
-
-def fp8_scale(weight: torch.Tensor) -> float:
-    """A power of two that maps the tensor's largest magnitude to at most 448 (e4m3's largest finite value).
-
-    Per tensor, so small weights use e4m3's normal range instead of its coarse subnormals (|w| < 2^-6 would keep
-    at most 2 bits there); a power of two, so that the upcast `w8 * scale` is exact in any dtype and the only
-    rounding is the one of the cast to fp8."""
-    if weight.is_meta:  # shapes only (benchmarks/hallo3_memory_estimate.py): any scale has the same size
-        return 1.0
-    amax = weight.detach().abs().max().float().item()
-    if amax == 0 or not math.isfinite(amax):
-        return 1.0
-    return 2.0 ** math.ceil(math.log2(amax / FP8_MAX))
-
-
-class Fp8Linear(nn.Linear):
-    """A Linear whose weight is stored as float8_e4m3fn times a power-of-two scale; forward upcasts it to the
-    input's dtype for the one matmul (one layer's matrix alive at a time), the bias stays in the working dtype."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
-        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        # A buffer, so that it moves with the module and is saved with it.
-        self.register_buffer("weight_scale", torch.ones((), dtype=torch.float32, device=device))
-
-    @classmethod
-    def from_linear(cls, linear: nn.Linear) -> "Fp8Linear":
-        with torch.device("meta"):
-            fp8 = cls(linear.in_features, linear.out_features, bias=linear.bias is not None)
-        scale = fp8_scale(linear.weight)
-        weight = (linear.weight.detach().float() / scale).to(FP8)
-        fp8.weight = nn.Parameter(weight, requires_grad=False)
-        fp8.bias = linear.bias
-        fp8.weight_scale = torch.tensor(scale, dtype=torch.float32, device=weight.device)
-        return fp8
-
-    def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
-        """The weight in `dtype` (exact: fp8 values times a power of two are representable in bf16/fp16/fp32)."""
-        # One matrix-sized temporary, scaled in place.
-        return self.weight.to(dtype).mul_(self.weight_scale.to(dtype))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, self.dequantized(x.dtype), bias)
-
-
-def linear_weight(linear: nn.Linear, dtype: torch.dtype) -> torch.Tensor:
-    """The weight a Linear computes with, in `dtype` (for code that slices the matrix instead of calling it)."""
-    if isinstance(linear, Fp8Linear):
-        return linear.dequantized(dtype)
-    return linear.weight
+from .. import fp8
 
 
 def fp8_targets(main: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
@@ -79,19 +25,12 @@ def fp8_targets(main: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
     weight bytes. The embeddings, the time MLP, the head and the face/audio projections stay in the working dtype:
     they are small, and they sit at the ends of the network where nothing averages their rounding out."""
     roots = [main.transformer.layers, main.mixins.adaln_layer.adaLN_modulations]
-    found = []
-    for root in roots:
-        for parent in root.modules():
-            for name, child in parent.named_children():
-                if type(child) is nn.Linear:
-                    found.append((parent, name, child))
-    return found
+    return [target for root in roots for target in fp8.layers_of(root)]
 
 
 def store_fp8(main: nn.Module) -> nn.Module:
-    """Convert the main DiT's layer matrices (`fp8_targets`) to `Fp8Linear`, in place, where they lie."""
-    for parent, name, linear in fp8_targets(main):
-        setattr(parent, name, Fp8Linear.from_linear(linear))
+    """Convert the main DiT's layer matrices (`fp8_targets`) to `fp8.Fp8Linear`, in place, where they lie."""
+    fp8.store_fp8(fp8_targets(main))
     return main
 
 

@@ -155,6 +155,12 @@ class Hallo3Stages:
         check_prompt(prompt)
         return self.generator.encode_prompt(prompt)
 
+    def sample_segment(self, reference, audio, settings, plan, index: int, **kwargs) -> FrameSegment:
+        """Independent segments (`independent.py`) are Hallo's: Hallo3 renders the whole video in one go."""
+        raise InputError("independent segments (a segment plan) render with Hallo and Hallo2 weights only; Hallo3 "
+                         "renders the whole video in one go: disconnect the plan (or load Hallo/Hallo2 weights)",
+                         "plan")
+
     def sample(
         self,
         reference: Hallo3Reference,

@@ -118,7 +118,7 @@ def test_bad_image_is_an_error_message_not_a_traceback(tiny_model_folder, tmp_pa
     assert not (tmp_path / "o.mp4").exists()
 
 
-def test_attention_and_compile_reach_the_pipeline(tiny_model_folder, portrait_path, tmp_path, monkeypatch) -> None:
+def test_attention_compile_and_fp8_reach_the_pipeline(tiny_model_folder, portrait_path, tmp_path, monkeypatch) -> None:
     from hallo_pipeline.errors import InputError
     from hallo_pipeline.hallo.pipeline import HalloPipeline
 
@@ -132,9 +132,9 @@ def test_attention_and_compile_reach_the_pipeline(tiny_model_folder, portrait_pa
     audio = _wav(tmp_path / "speech.wav", 0.3)
     common = ["animate", "--image", str(portrait_path), "--audio", str(audio), "--output", str(tmp_path / "o.mp4"),
               "--models", str(tiny_model_folder)]
-    assert main(common) == 2 and (seen["attention"], seen["compile"]) == ("auto", False)
-    assert main([*common, "--attention", "sage", "--compile"]) == 2
-    assert (seen["attention"], seen["compile"]) == ("sage", True)
+    assert main(common) == 2 and (seen["attention"], seen["compile"], seen["fp8"]) == ("auto", False, False)
+    assert main([*common, "--attention", "sage", "--compile", "--fp8"]) == 2
+    assert (seen["attention"], seen["compile"], seen["fp8"]) == ("sage", True, True)
 
 
 def test_hallo_keeps_its_own_defaults_and_ignores_a_prompt(tiny_model_folder, portrait_path, tmp_path, monkeypatch,
@@ -193,11 +193,14 @@ def test_make_tiny_models_and_help(tmp_path) -> None:
 def test_download_failure_says_what_to_do(tmp_path, monkeypatch, capsys) -> None:
     import huggingface_hub.constants
 
+    import hallo_pipeline.download
+
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network here either way
+    monkeypatch.setattr(hallo_pipeline.download, "check_free_space", lambda root, files: None)  # a small CI disk
     rc = main(["download", str(tmp_path / "models")])
     assert rc == 2
     err = capsys.readouterr().err
-    assert "could not download" in err and "fudan-generative-ai/hallo" in err and "run the same command again" in err
+    assert "could not download" in err and "fudan-generative-ai/hallo" in err and "then try again" in err
 
 
 def test_a_bad_output_stops_the_command_before_the_models_load(tiny_model_folder, portrait_path, tmp_path, monkeypatch,

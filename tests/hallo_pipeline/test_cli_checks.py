@@ -80,9 +80,9 @@ def test_out_of_range_options_stop_at_parsing(option, value, message, capsys) ->
         (["--clip-length", "100"], "use at most 30"),
         (["--size", "100"], "error: image_size 100 cannot be used: the masks need sizes divisible by 64"),
         (["--max-side", "8"], "error: max_side 8 is too small: use 0 (no cap) or at least 16"),
-        (["--fp8"], "error: fp8: Hallo3 options, but the folder gives Hallo weights"),
-        (["--offload-blocks", "4", "--fp8"], "error: fp8, offload_blocks: Hallo3 options"),
-        (["--tiled-decode"], "error: tiled_decode: Hallo3 options"),
+        (["--offload-blocks", "4", "--fp8"], "error: offload_blocks: Hallo3 options, but the folder gives Hallo "
+                                             "weights"),
+        (["--tiled-decode", "--offload-blocks", "1"], "error: offload_blocks, tiled_decode: Hallo3 options"),
         (["--framing", "stretch", "--max-side", "640"],
          "error: max_side caps the photo the frames are pasted back into; with framing='stretch' the video is the "
          "model's square frames"),

@@ -13,6 +13,7 @@ from hallo_pipeline.independent import (
     crossfade_weights,
     frame_loudness,
     join,
+    join_collected,
     plan_segments,
     seam_ratio,
     segment_seed,
@@ -150,3 +151,25 @@ def test_seam_ratio_sees_a_hard_cut_and_not_a_smooth_join() -> None:
     assert seam_ratio(cut, plan) == pytest.approx(21.0, rel=1e-5)
     with pytest.raises(InputError):
         seam_ratio(ramp, plan_segments(np.ones(64), 1, clip_length=8))
+
+
+def test_with_seed_keeps_the_cuts_and_derives_the_seeds_as_planning_with_that_seed() -> None:
+    loudness = frame_loudness(_speech_with_pauses(12.0, [(3.2, 3.6), (7.9, 8.4)]), SR)
+    unseeded = plan_segments(loudness, 3)  # as a graph plans before its sampler's seed is known
+    assert unseeded.with_seed(7) == plan_segments(loudness, 3, seed=7)
+    assert unseeded.with_seed(7).boundaries == unseeded.boundaries
+    assert unseeded.with_seed(7).render_lengths == [s.render_end - s.start for s in unseeded.segments]
+    with pytest.raises(InputError) as error:
+        unseeded.with_seed(-1)
+    assert error.value.input == "seed"
+
+
+def test_join_collected_splits_one_batch_in_plan_order_and_says_what_is_missing() -> None:
+    plan = plan_segments(np.ones(100), 3, clip_length=8)
+    parts = _constant_segments(plan)
+    collected = torch.cat([p.frames for p in parts])  # what a collector gathers: segment 0's frames first
+    torch.testing.assert_close(join_collected(plan, collected), join(plan, parts), rtol=0, atol=0)
+    images = collected.permute(0, 2, 3, 1)  # any layout with time first (ComfyUI's IMAGE)
+    torch.testing.assert_close(join_collected(plan, images), join(plan, parts).permute(0, 2, 3, 1), rtol=0, atol=0)
+    with pytest.raises(InputError, match=r"72 frames were given; the plan's 3 segments render \[40, 40, 36\]"):
+        join_collected(plan, collected[:72])

@@ -113,6 +113,14 @@ def test_what_hallo3_cannot_honour_is_refused_by_name(run, pipeline, face_output
             _sample(run, pipeline, reference, embedded[0], **overrides)
 
 
+def test_a_segment_plan_is_refused_by_name_before_any_step(run, pipeline, face_outputs, embedded) -> None:
+    (plan,) = run("HalloSegmentPlan", hallo_audio=embedded[0], segments=1, overlap_clips=0)
+    (reference,) = run("HalloReferenceEncode", pipeline=pipeline, face=face_outputs[0])
+    errors = run.env.module("hallo_pipeline.errors")
+    with pytest.raises(errors.InputError, match="HalloSampler input 'plan': .*Hallo and Hallo2 weights only"):
+        _sample(run, pipeline, reference, embedded[0], plan=plan)
+
+
 def test_sampler_stitch_and_paste_back_make_the_photo_talk(run, pipeline, face_outputs, embedded,
                                                            working_size) -> None:
     env = run.env
@@ -274,3 +282,13 @@ def test_the_loaders_low_vram_is_hallo3s_low_vram(run) -> None:
                   attention="auto")
     dtypes = {p.dtype for p in pipe.generator.nets.main.transformer.layers.parameters()}
     assert torch.float8_e4m3fn in dtypes
+
+
+def test_the_loaders_fp8_weight_dtype_is_hallo3s_fp8_alone(run) -> None:
+    """weight_dtype fp8_e4m3fn without low_vram: the main DiT's matrices in fp8, nothing streamed, no tiles."""
+    (pipe,) = run("HalloModelLoader", model_folder="hallo", variant="hallo3", precision="fp32", device="cpu",
+                  attention="auto", compile=False, weight_dtype="fp8_e4m3fn")
+    main = pipe.generator.nets.main
+    assert torch.float8_e4m3fn in {p.dtype for p in main.transformer.layers.parameters()}
+    assert not any(hasattr(m, "_hallo_host_copy") for m in main.modules())
+    assert pipe.generator.memory.fp8 and not pipe.generator.memory.tiled_decode

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
+from tests.hub_server import hub
 from tests.nodes.comfy_env import comfy_env
 
 
@@ -125,3 +130,106 @@ def test_compile_reaches_hallos_denoiser_and_hallo3_refuses_it(comfy_with_models
                            match=r"HalloModelLoader input 'compile': Hallo3 cannot honour compile"):
             env.nodes()["HalloModelLoader"].execute(model_folder="hallo/h3", variant="hallo3", precision="auto",
                                                     device="auto", attention="auto", compile=True)
+
+
+def _official_layout_from(tiny: Path) -> dict[str, bytes]:
+    """The stand-in hub's files: each official file of the Hallo list from the tiny folder, under its repo; the
+    antelopev2 files the tiny folder has no stand-in for get placeholder bytes (loading never reads them)."""
+    from hallo_pipeline.hallo.download import files
+
+    return {f"{f.repo}/{f.path}": (tiny / f.path).read_bytes() if (tiny / f.path).is_file() else b"placeholder"
+            for f in files()}
+
+
+def test_download_missing_fetches_what_the_folder_lacks_with_comfyuis_progress_bar(
+        tmp_path, tiny_models, monkeypatch) -> None:
+    folder = tmp_path / "models" / "hallo"
+    shutil.copytree(tiny_models, folder, ignore=shutil.ignore_patterns("hallo2"))  # auto would take Hallo2's net
+    lacking = ["hallo/net.pth", "sd-vae-ft-mse/diffusion_pytorch_model.safetensors"]
+    for path in lacking:
+        (folder / path).unlink()
+    seen = []
+    with hub(monkeypatch, _official_layout_from(tiny_models)) as requests, comfy_env(tmp_path / "models") as env:
+        loader = env.nodes()["HalloModelLoader"]
+        assert [i.id for i in loader.define_schema().inputs][-2:] == ["download_missing", "weight_dtype"]
+        with pytest.raises(env.module("hallo_pipeline.errors").CheckpointError, match="'model_folder'"):
+            loader.execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu")  # off by default
+        assert requests == []
+        sys.modules["comfy.utils"].set_progress_bar_global_hook(lambda v, t, preview, node_id=None: seen.append((v, t)))
+        (pipeline,) = loader.execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu",
+                                     download_missing=True).args
+    fetched = {r.removeprefix("GET ").split("/", 2)[2] for r in requests if r.startswith("GET")}
+    assert fetched == {*lacking, "face_analysis/models/1k3d68.onnx", "face_analysis/models/2d106det.onnx",
+                       "face_analysis/models/genderage.onnx"}
+    assert pipeline.variant == "hallo"
+    for path in lacking:
+        assert (folder / path).read_bytes() == (tiny_models / path).read_bytes()
+    done = [v for v, _ in seen]
+    assert len(seen) >= len(fetched) and done == sorted(done) and seen[-1][0] == seen[-1][1]
+
+
+def test_cancel_stops_a_download(tmp_path, tiny_models, monkeypatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 2**16)  # the tiny net in many chunks
+    (tmp_path / "models" / "hallo").mkdir(parents=True)
+    with hub(monkeypatch, _official_layout_from(tiny_models)) as requests, comfy_env(tmp_path / "models") as env:
+        sys.modules["comfy.utils"].set_progress_bar_global_hook(
+            lambda v, t, preview, node_id=None: env.mm.interrupt_current_processing())  # Cancel at the first chunk
+        with pytest.raises(env.mm.InterruptProcessingException):
+            env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="fp32",
+                                                    device="cpu", download_missing=True)
+    assert [r for r in requests if r.startswith("GET")] == ["GET fudan-generative-ai/hallo/hallo/net.pth"]
+    assert not (tmp_path / "models" / "hallo" / "hallo" / "net.pth").exists()
+
+
+def test_download_missing_offline_names_the_input(tmp_path, monkeypatch) -> None:
+    import huggingface_hub.constants
+
+    (tmp_path / "models" / "hallo").mkdir(parents=True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with comfy_env(tmp_path / "models") as env:
+        with pytest.raises(env.module("hallo_pipeline.errors").HalloError,
+                           match=r"HalloModelLoader input 'download_missing': could not download hallo/net.pth from "
+                                 r"fudan-generative-ai/hallo .*Check the network"):
+            env.nodes()["HalloModelLoader"].execute(model_folder="hallo", variant="auto", precision="auto",
+                                                    device="cpu", download_missing=True)
+
+
+def test_the_model_list_saves_into_the_folder_the_loader_registers(tmp_path) -> None:
+    from hallo_pipeline.model_list import MODELS_SUBFOLDER
+
+    with comfy_env(tmp_path / "models") as env:
+        assert env.module("nodes.comfy_glue").MODEL_FOLDER_KIND == MODELS_SUBFOLDER
+
+
+def test_weight_dtype_fp8_stores_the_unets_in_fp8_and_comfyui_sees_the_smaller_model(comfy_with_models) -> None:
+    Fp8Weight = comfy_with_models.module("hallo_pipeline.fp8").Fp8Weight  # the pack's own, as ComfyUI imports it
+    loader = comfy_with_models.nodes()["HalloModelLoader"]
+    loaded = {}
+    for weight_dtype in ("default", "fp8_e4m3fn"):
+        (pipeline,) = loader.execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu",
+                                     attention="auto", compile=False, weight_dtype=weight_dtype).args
+        loaded[weight_dtype] = pipeline
+    fp8 = loaded["fp8_e4m3fn"]
+    assert not any(isinstance(m, Fp8Weight) for m in loaded["default"].net.modules())
+    stored = {p.dtype for m in fp8.net.modules() if isinstance(m, Fp8Weight) for p in m.parameters(recurse=False)}
+    assert torch.float8_e4m3fn in stored and fp8.dtype == torch.float32
+
+    def model_bytes(pipeline) -> int:  # what ComfyUI's model manager counts for our parts
+        return sum(t.nbytes for p in pipeline.placement.patchers for t in p.model.state_dict().values())
+
+    assert model_bytes(fp8) < 0.5 * model_bytes(loaded["default"])
+
+
+def test_a_weight_dtype_this_pytorch_cannot_store_names_the_weight_dtype_input(comfy_with_models, monkeypatch):
+    env = comfy_with_models
+    monkeypatch.setattr(env.module("hallo_pipeline.fp8"), "FP8", None)
+    loader = env.nodes()["HalloModelLoader"]
+    with pytest.raises(env.module("hallo_pipeline.errors").InputError,
+                       match=r"HalloModelLoader input 'weight_dtype': fp8: this PyTorch .* has no float8_e4m3fn"):
+        loader.execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu", weight_dtype="fp8_e4m3fn")
+    with pytest.raises(env.module("hallo_pipeline.errors").InputError,
+                       match=r"HalloModelLoader input 'weight_dtype': weight_dtype 'fp4' is unknown; use default or "
+                             r"fp8_e4m3fn"):
+        loader.execute(model_folder="hallo", variant="auto", precision="fp32", device="cpu", weight_dtype="fp4")

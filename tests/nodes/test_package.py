@@ -9,7 +9,7 @@ import sys
 from tests.nodes.comfy_env import REPO, STANDIN, comfy_env
 
 NODE_IDS = ["HalloModelLoader", "HalloFaceMask", "HalloAudioEmbed", "HalloReferenceEncode", "HalloSampler",
-            "HalloVideoStitch", "HalloPasteBack"]
+            "HalloVideoStitch", "HalloPasteBack", "HalloSegmentPlan", "HalloSegmentJoin"]
 
 
 def test_v3_comfyui_gets_the_nodes_from_the_entry_point(comfy) -> None:

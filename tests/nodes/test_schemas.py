@@ -10,7 +10,8 @@ from tests.nodes.test_package import NODE_IDS
 
 SOCKETS = {  # (inputs, outputs) as saved workflows refer to them
     # attention came last, so workflows saved before it keep their widget values in place
-    "HalloModelLoader": (["model_folder", "variant", "precision", "device", "attention", "compile"],
+    "HalloModelLoader": (["model_folder", "variant", "precision", "device", "attention", "compile", "download_missing",
+                          "weight_dtype"],
                          ["HALLO_PIPELINE"]),
     "HalloFaceMask": (
         # framing and crop_scale (optional) and the crop output came last, for the same reason
@@ -24,12 +25,14 @@ SOCKETS = {  # (inputs, outputs) as saved workflows refer to them
     "HalloReferenceEncode": (["pipeline", "face"], ["HALLO_REFERENCE"]),
     "HalloSampler": (
         ["pipeline", "reference", "audio", "pose_weight", "face_weight", "lip_weight", "steps", "cfg", "seed", "mode",
-         "start_frame", "end_frame", "previous", "prompt"],
+         "start_frame", "end_frame", "previous", "prompt", "plan", "segment_index"],
         ["HALLO_FRAMES"],
     ),
     "HalloVideoStitch": (["frames", "audio", "fps", "frames_2", "frames_3", "frames_4"],
                          ["IMAGE", "AUDIO", "VIDEO", "FLOAT"]),
     "HalloPasteBack": (["images", "face", "feather", "color_match", "max_side", "fps"], ["IMAGE", "FLOAT"]),
+    "HalloSegmentPlan": (["hallo_audio", "segments", "overlap_clips"], ["HALLO_SEGMENT_PLAN"]),
+    "HalloSegmentJoin": (["segment_images", "plan", "audio", "fps"], ["IMAGE", "AUDIO", "VIDEO", "FLOAT"]),
 }
 
 
@@ -78,6 +81,9 @@ def test_widgets_have_sensible_defaults(schemas) -> None:
     assert loader["variant"].options == ["auto", "hallo", "hallo2", "hallo3"] and "low_vram" in loader["device"].options
     assert loader["attention"].options == ["auto", "sdpa", "flash", "sage"] and loader["attention"].default == "auto"
     assert all(f"{option}:" in loader["attention"].tooltip for option in ("sdpa", "flash", "sage"))
+    dtypes = loader["weight_dtype"]
+    assert (dtypes.options, dtypes.default, dtypes.optional) == (["default", "fp8_e4m3fn"], "default", True)
+    assert all(f"{option}:" in dtypes.tooltip for option in dtypes.options)
     assert (face["framing"].options, face["framing"].default, face["crop_scale"].default) == (["crop", "stretch"],
                                                                                              "crop", 2.3)
     assert face["framing"].optional and face["crop_scale"].optional  # saved workflows without them still load

@@ -9,6 +9,7 @@ import pytest
 
 from tests.nodes.comfy_env import REPO
 from tests.nodes.workflow_check import check_workflow, spec_from_object_info, to_prompt
+from tests.nodes.workflow_layout import overlaps, rect
 
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 
@@ -18,10 +19,30 @@ def specs(comfy):
     return {node_id: spec_from_object_info(cls.GET_NODE_INFO_V1()) for node_id, cls in comfy.nodes().items()}
 
 
-def test_there_are_the_five_examples() -> None:
+def test_there_are_the_six_examples() -> None:
     assert [p.name for p in WORKFLOWS] == [
-        "hallo2_long_audio_upscaled.json", "hallo3_portrait_to_video.json", "hallo_masks_and_region_weights.json",
-        "hallo_photo_paste_back.json", "hallo_portrait_to_video.json"]
+        "hallo2_long_audio_upscaled.json", "hallo3_portrait_to_video.json", "hallo_distributed_long_video.json",
+        "hallo_masks_and_region_weights.json", "hallo_photo_paste_back.json", "hallo_portrait_to_video.json"]
+
+
+def test_the_distributed_example_gives_each_participant_a_segment_and_joins_on_the_master(specs) -> None:
+    workflow = json.loads((REPO / "workflows" / "hallo_distributed_long_video.json").read_text())
+    prompt = to_prompt(workflow, specs)
+    ids = {node_type: node_id for node_id, (node_type, _) in prompt.items()}
+    inputs = {node_type: prompt[node_id][1] for node_type, node_id in ids.items()}
+    # the master renders segment 0, worker k segment k (Distributed Seed adds k to its seed on worker k - 1)
+    assert inputs["DistributedSeed"] == {"seed": 0, "control_after_generate": "fixed"}
+    sampler, join = inputs["HalloSampler"], inputs["HalloSegmentJoin"]
+    assert sampler["segment_index"] == (ids["DistributedSeed"], 0)
+    assert sampler["plan"] == join["plan"] == (ids["HalloSegmentPlan"], 0)
+    assert inputs["HalloSegmentPlan"]["hallo_audio"] == sampler["audio"]
+    # worker side: sampler -> stitch -> collector; master side: collector -> join -> paste back -> video
+    assert inputs["HalloVideoStitch"]["frames"] == (ids["HalloSampler"], 0)
+    assert inputs["DistributedCollector"]["images"] == (ids["HalloVideoStitch"], 0)
+    assert join["segment_images"] == (ids["DistributedCollector"], 0)
+    assert inputs["HalloPasteBack"]["images"] == (ids["HalloSegmentJoin"], 0)
+    assert inputs["CreateVideo"]["audio"] == (ids["HalloSegmentJoin"], 1)
+    assert (sampler["start_frame"], sampler["end_frame"]) == (0, 0) and "previous" not in sampler
 
 
 def test_the_hallo3_example_loads_hallo3_with_its_defaults_and_pastes_back(specs) -> None:
@@ -41,6 +62,53 @@ def test_workflow_fits_the_schemas(path, specs) -> None:
     assert check_workflow(workflow, specs) == []
     types = {n["type"] for n in workflow["nodes"]}
     assert {"HalloModelLoader", "HalloSampler", "HalloVideoStitch", "LoadImage", "LoadAudio", "SaveVideo"} <= types
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_no_node_covers_another_after_a_run(path) -> None:
+    """Title bars, long titles and the previews output nodes grow after a run included (workflow_layout.py)."""
+    assert overlaps(json.loads(path.read_text())) == []
+
+
+def test_the_layout_check_sees_a_long_title_and_a_grown_video_preview() -> None:
+    """The two overlaps issue #15 reported, put back: Hallo2's upscale node under its old long title runs over
+    Create Video; the masks example's face-box preview where it was sits under the grown Save Video preview."""
+    long = _load("hallo2_long_audio_upscaled.json")
+    upscale = next(n for n in long["nodes"] if n["type"] == "ImageScale")
+    upscale["title"] = "Upscale Image (2x; swap in a model upscaler for a sharper result)"
+    assert [p for p in overlaps(long) if "Create Video" in p and "Upscale" in p]
+    masks = _load("hallo_masks_and_region_weights.json")
+    face_box = next(n for n in masks["nodes"] if n.get("title") == "Face box (FaceLocator)")
+    save = next(n for n in masks["nodes"] if n["type"] == "SaveVideo")
+    face_box["pos"] = [1500, 720]
+    assert rect(save)[3] > save["pos"][1] + save["size"][1]  # the preview grows the node past its saved size
+    assert [p for p in overlaps(masks) if "Face box" in p and "Save Video" in p]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_each_workflow_has_its_thumbnail_drawn_from_its_current_graph(path) -> None:
+    """workflows/<name>.jpg, what the Templates dialog shows: a small JPEG that matches a fresh drawing
+    (`python -m tests.nodes.workflow_thumbnails` redraws them)."""
+    import PIL
+    from packaging.version import Version
+    from PIL import Image, ImageChops, ImageStat, features
+
+    from tests.nodes.workflow_thumbnails import render, thumbnail_path
+
+    shipped = thumbnail_path(path)
+    assert shipped.is_file(), f"no thumbnail: python -m tests.nodes.workflow_thumbnails {path.relative_to(REPO)}"
+    assert shipped.stat().st_size < 100_000
+    with Image.open(shipped) as image:
+        assert image.format == "JPEG"
+        if not features.check("freetype2") or Version(PIL.__version__) < Version("10.1"):
+            pytest.skip("the drawing needs Pillow 10.1 or later with FreeType (its scalable default font)")
+        fresh = render(json.loads(path.read_text()), path.stem)
+        difference = ImageStat.Stat(ImageChops.difference(image.convert("RGB"), fresh)).mean
+    assert max(difference) < 4, f"out of date: python -m tests.nodes.workflow_thumbnails {path.relative_to(REPO)}"
+
+
+def test_every_thumbnail_belongs_to_a_workflow() -> None:
+    assert {p.stem for p in (REPO / "workflows").glob("*.jpg")} <= {p.stem for p in WORKFLOWS}
 
 
 def test_the_check_notices_a_shifted_widget_and_a_wrong_link(specs) -> None:
@@ -75,7 +143,7 @@ def test_the_loaders_newer_widgets_come_last(specs) -> None:
     """attention, then compile: so a loader saved before them keeps its values in place; the frontend gives the
     widgets missing at the end their defaults."""
     assert [name for name, _, _ in specs["HalloModelLoader"].widgets] == [
-        "model_folder", "variant", "precision", "device", "attention", "compile"]
+        "model_folder", "variant", "precision", "device", "attention", "compile", "download_missing", "weight_dtype"]
 
 
 def _load(name: str) -> dict:
@@ -133,7 +201,8 @@ def test_the_videohelpersuite_check_fits_our_schemas(comfy) -> None:
     prompt = json.loads((REPO / "tests" / "nodes" / "data" / "vhs_video_combine_api.json").read_text())
     nodes = comfy.nodes()
     ours = {key: node for key, node in prompt.items() if node["class_type"] in nodes}
-    assert {node["class_type"] for node in ours.values()} == set(nodes)  # all seven
+    # every node but the segment ones, which the distributed workflow shows
+    assert {node["class_type"] for node in ours.values()} == set(nodes) - {"HalloSegmentPlan", "HalloSegmentJoin"}
     for key, node in ours.items():
         schema = nodes[node["class_type"]].define_schema()
         names = {i.id for i in schema.inputs}

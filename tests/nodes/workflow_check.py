@@ -27,6 +27,10 @@ CORE_NODES = {
     "PreviewImage": ({"images": "IMAGE"}, [], []),
     "MaskPreview": ({"mask": "MASK"}, [], []),
     "ImageScale": ({"image": "IMAGE"}, ["upscale_method", "width", "height", "crop"], ["IMAGE"]),
+    # ComfyUI-Distributed's (github robertvoy/ComfyUI-Distributed, nodes/utilities.py and nodes/collector.py at
+    # a91f9fb), for the distributed example; the frontend gives any INT input named "seed" a control widget.
+    "DistributedSeed": ({}, ["seed", "control_after_generate"], ["INT"]),
+    "DistributedCollector": ({"images": "IMAGE", "audio": "AUDIO"}, ["load_balance"], ["IMAGE", "AUDIO"]),
 }
 
 
@@ -105,7 +109,12 @@ def check_workflow(workflow: dict, specs: dict[str, NodeSpec], saved_before: boo
             problems.append(f"{where}: not one of our nodes or the core nodes the examples may use")
             continue
         inputs = node.get("inputs") or []
+        widget_types = {name: typ for name, typ, _ in spec.widgets}
         for slot in inputs:
+            if "widget" in slot:  # a widget turned into an input, e.g. to take a value from another node
+                if widget_types.get(slot["name"]) != slot["type"] or slot["widget"].get("name") != slot["name"]:
+                    problems.append(f"{where}: input {slot['name']}:{slot['type']} is no widget of the schema")
+                continue
             if slot["name"] not in spec.links or slot["type"] != spec.links[slot["name"]]:
                 problems.append(f"{where}: input {slot['name']}:{slot['type']} is not in the schema {spec.links}")
         connected = {slot["name"] for slot in inputs if slot.get("link") is not None}

@@ -49,7 +49,7 @@ DENOISE = case("denoise_step")
 
 
 def _assert_denoise_step_matches(net, label: str) -> None:
-    from tests.parity.test_denoise_step import run_denoise_step
+    from hallo_pipeline.testing.hallo_cases import run_denoise_step
 
     outputs = run_denoise_step(net, DENOISE.tensors, DENOISE.settings)
     for name in ("expected.noise_pred", "expected.noise_pred_cond", "expected.noise_pred_uncond"):

@@ -92,3 +92,19 @@ def test_a_plan_for_other_audio_or_settings_is_refused(pipeline, reference, audi
     with pytest.raises(InputError, match="seed") as error:
         render_segment(pipeline, reference, audio, settings, plan_segments(np.ones(38), 2, clip_length=CLIP), 0)
     assert error.value.input == "seed"
+
+
+@pytest.mark.slow  # two segment renders: about 5 s
+def test_sample_segment_renders_a_plan_made_before_the_seed_with_the_settings_seed(
+    pipeline, reference, audio, settings, speech
+) -> None:
+    """What the sampler node calls: its graph plans before the seed is known."""
+    unseeded = plan_segments(frame_loudness(*speech), 2, clip_length=CLIP)
+    assert unseeded.seed != settings.seed
+    got = pipeline.sample_segment(reference, audio, settings, unseeded, 1)
+    want = render_segment(pipeline, reference, audio, settings, unseeded.with_seed(settings.seed), 1)
+    assert (got.start_frame, got.end_frame) == (20, 38)
+    torch.testing.assert_close(got.frames, (want.frames * 255).round() / 255, rtol=0, atol=0)  # 8-bit levels
+    assert not torch.equal(got.frames, want.frames)
+    with pytest.raises(InputError, match="not by a text prompt"):
+        pipeline.sample_segment(reference, audio, settings, unseeded, 1, prompt="a person talking")

@@ -1,15 +1,16 @@
-"""`download --hallo3`: exactly the files Hallo3 inference reads (SPEC-HALLO3 §1), after a free-space check."""
+"""`download --hallo3`: exactly the files Hallo3 inference reads (SPEC-HALLO3 §1), after a free-space check, from a
+stand-in hub on 127.0.0.1 (tests/hub_server.py)."""
 
 from __future__ import annotations
 
 import fnmatch
 from collections import namedtuple
-from pathlib import Path
 
 import pytest
 
 import hallo_pipeline.download as shared
 from hallo_pipeline.cli import main
+from tests.hub_server import hub as serve_hub
 
 # Files of the repo (SPEC §1) inference reads, and some it does not.
 READ = [
@@ -26,24 +27,22 @@ NOT_READ = [
 Usage = namedtuple("Usage", "total used free")
 
 
+class AnyFile(dict):
+    """Every path of the repo exists on the stand-in hub: what is asked for is what the requests show."""
+
+    def get(self, key, default=None):
+        return b"1" if key.endswith("/latest") else b"{}"
+
+
 @pytest.fixture
 def hub(monkeypatch):
-    """A fake `snapshot_download` that records what is asked for and writes a stand-in per pattern (the real one
-    lists the repo over the network before it calls `hf_hub_download` per file)."""
-    import huggingface_hub
+    """The requests to the stand-in hub ("GET repo/path", ...)."""
+    with serve_hub(monkeypatch, AnyFile()) as requests:
+        yield requests
 
-    calls = []
 
-    def snapshot_download(repo_id, allow_patterns, local_dir, **kwargs):
-        calls.append((repo_id, list(allow_patterns)))
-        for pattern in allow_patterns:
-            path = Path(local_dir) / (pattern[:-1] + "config.json" if pattern.endswith("/*") else pattern)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("1" if path.name == "latest" else "{}")
-        return local_dir
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
-    return calls
+def fetched(requests: list[str]) -> list[str]:
+    return [r.split(" ", 1)[1] for r in requests if r.startswith("GET ")]
 
 
 def free_space(monkeypatch, gb: float) -> None:
@@ -60,8 +59,9 @@ def test_exactly_the_inference_files_are_asked_for(hub, tmp_path, monkeypatch, c
     args = ["download", str(tmp_path / "m"), "--hallo3", *([] if separator else ["--no-vocal-separator"])]
     assert main(args) == 0
     assert "model folder ready" in capsys.readouterr().out
-    [(repo, patterns)] = hub
-    assert repo == "fudan-generative-ai/hallo3"
+    repos = {p.split("/", 2)[0] + "/" + p.split("/", 2)[1] for p in fetched(hub)}
+    assert repos == {"fudan-generative-ai/hallo3"}
+    patterns = [p.split("/", 2)[2] for p in fetched(hub)]
     assert [p for p in READ if not asked(patterns, p)] == []
     assert [p for p in NOT_READ if asked(patterns, p)] == []
     assert asked(patterns, SEPARATOR) == separator
@@ -71,23 +71,25 @@ def test_a_full_disk_stops_before_anything_is_fetched(hub, tmp_path, monkeypatch
     free_space(monkeypatch, 30)  # the checkpoint alone is about 29 GB, T5 9.5 GB
     assert main(["download", str(tmp_path / "m"), "--hallo3"]) == 2
     err = capsys.readouterr().err
-    assert "needs about 39" in err and "30.0 GB are free" in err
+    assert "needs about 40" in err and "30.0 GB are free" in err
     assert hub == []
 
 
-def test_files_already_there_count_against_the_space_needed(tmp_path) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "big.pt").write_bytes(b"x" * 40)  # a partial download: 60 bytes to go
-    (tmp_path / "t").mkdir()
-    (tmp_path / "t" / "shard").write_bytes(b"x" * 70)  # more than the estimate: nothing to go
-    assert shared.missing_bytes(tmp_path, {"a/big.pt": 100, "t/*": 50, "new/*": 7}) == 67
+def test_files_already_there_are_neither_fetched_nor_counted(hub, tmp_path, monkeypatch, capsys) -> None:
+    root = tmp_path / "m"
+    (root / "hallo3" / "1").mkdir(parents=True)
+    (root / "hallo3" / "1" / "mp_rank_00_model_states.pt").write_bytes(b"x")  # the 29 GB file is there
+    free_space(monkeypatch, 12)
+    assert main(["download", str(root), "--hallo3"]) == 0
+    paths = " ".join(fetched(hub))
+    assert "hallo3/1/mp_rank_00_model_states.pt" not in paths and "hallo3/latest" in paths
 
 
 def test_a_download_that_delivers_no_weights_is_an_error(tmp_path, monkeypatch, capsys) -> None:
     import huggingface_hub
 
     free_space(monkeypatch, 100)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda **kwargs: kwargs["local_dir"])
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *args, **kwargs: kwargs["local_dir"])
     assert main(["download", str(tmp_path / "m"), "--hallo3"]) == 2
     assert "hallo3/latest" in capsys.readouterr().err
 
@@ -99,7 +101,7 @@ def test_offline_says_what_to_do(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     assert main(["download", str(tmp_path / "m"), "--hallo3"]) == 2
     err = capsys.readouterr().err
-    assert "could not download" in err and "fudan-generative-ai/hallo3" in err and "run the same command again" in err
+    assert "could not download" in err and "fudan-generative-ai/hallo3" in err and "then try again" in err
 
 
 def test_hallo2_and_hallo3_are_one_or_the_other(tmp_path, capsys) -> None:

@@ -1,24 +1,14 @@
-"""fp8 weight storage and layers streamed from the host (hallo3/memory.py) on random tiny networks."""
+"""fp8 weight storage of the main DiT and layers streamed from the host (hallo3/memory.py) on random tiny networks
+(the fp8 layers themselves: tests/hallo_pipeline/test_fp8.py)."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from hallo_pipeline.hallo3.memory import (
-    FP8,
-    FP8_MAX,
-    Fp8Linear,
-    fp8_scale,
-    fp8_targets,
-    store_fp8,
-    stream_from_host,
-    streamed_modules,
-)
+from hallo_pipeline.fp8 import FP8, Fp8Linear
+from hallo_pipeline.hallo3.memory import fp8_targets, store_fp8, stream_from_host, streamed_modules
 from tests.hallo_pipeline.hallo3.tiny import TINY, random_networks
 
 DIT = TINY.dit
@@ -52,35 +42,6 @@ def _run(main, inputs: dict) -> tuple[torch.Tensor, list]:
 @pytest.fixture()
 def main():
     return random_networks().main
-
-
-@pytest.mark.parametrize("amax", [1e-3, 0.02, 0.3, 1.0, 7.5, 900.0])
-def test_the_scale_is_a_power_of_two_that_fills_e4m3s_range(amax: float) -> None:
-    weight = torch.tensor([amax, -amax / 3, 0.0])
-    scale = fp8_scale(weight)
-    assert math.log2(scale) == int(math.log2(scale))
-    assert FP8_MAX / 2 < amax / scale <= FP8_MAX
-    assert fp8_scale(torch.zeros(3)) == 1.0
-
-
-def test_an_fp8_linear_computes_with_its_rounded_weight_and_nothing_else() -> None:
-    g = torch.Generator().manual_seed(0)
-    linear = nn.Linear(24, 40)
-    with torch.no_grad():
-        linear.weight.copy_(torch.randn(40, 24, generator=g) * 0.02)  # the size of a trained DiT's weights
-    fp8 = Fp8Linear.from_linear(linear)
-    assert fp8.weight.dtype == FP8 and fp8.bias is linear.bias and fp8.weight_scale.dtype == torch.float32
-    scale = fp8.weight_scale.item()
-    expected = (linear.weight / scale).to(FP8).float() * scale
-    assert torch.equal(fp8.dequantized(torch.float32), expected)
-    # A power-of-two scale makes the upcast exact in bf16 too: bf16 holds every e4m3 value times 2^k.
-    assert torch.equal(fp8.dequantized(torch.bfloat16).float(), expected)
-    # e4m3 keeps 3 mantissa bits: each weight in the normal range is within 2^-4 of itself (relative).
-    normal = (linear.weight / scale).abs() >= 2.0**-6
-    error = ((expected - linear.weight).abs() / linear.weight.abs())[normal]
-    assert normal.float().mean() > 0.9 and error.max() <= 2.0**-4 and error.max() > 0
-    x = torch.randn(5, 7, 24, generator=g)
-    assert torch.equal(fp8(x), F.linear(x, expected, linear.bias))
 
 
 def test_store_fp8_converts_the_layer_matrices_only(main) -> None:
@@ -154,3 +115,16 @@ def test_moving_the_model_leaves_the_host_layers_on_the_host(main) -> None:
 def test_streaming_needs_a_count_of_layers_the_model_has(main) -> None:
     with pytest.raises(ValueError, match=f"0..{DIT.num_layers}"):
         stream_from_host(main, DIT.num_layers + 1)
+
+
+def test_without_a_float8_dtype_hallo3s_fp8_is_refused_before_loading(tiny_hallo3_folder, monkeypatch) -> None:
+    from hallo_pipeline import fp8
+    from hallo_pipeline.errors import InputError
+    from hallo_pipeline.families import load_pipeline
+    from hallo_pipeline.hallo3.pipeline import Hallo3Generator
+
+    monkeypatch.setattr(fp8, "FP8", None)
+    monkeypatch.setattr(Hallo3Generator, "from_model_folder", lambda *a, **k: pytest.fail("loaded before refusing"))
+    with pytest.raises(InputError, match="fp8: this PyTorch .* has no float8_e4m3fn dtype") as err:
+        load_pipeline(tiny_hallo3_folder, variant="hallo3", fp8=True, device="cpu")
+    assert err.value.input == "fp8"
