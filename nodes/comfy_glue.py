@@ -2,18 +2,21 @@
 
 Model folders (`folder_paths`), devices and precision (`comfy.model_management`), our networks
 as ComfyUI models (`ModelPatcher` + `load_models_gpu`, so ComfyUI can offload us and others),
-progress and Cancel (`comfy.utils.ProgressBar`, `throw_exception_if_processing_interrupted`)
-and the VIDEO type. The library (`hallo_pipeline`) never sees any of it: it gets a placement,
-a progress callback and a cancel check.
+progress, previews and Cancel (`comfy.utils.ProgressBar`, `latent_preview`,
+`throw_exception_if_processing_interrupted`) and the VIDEO type. The library (`hallo_pipeline`)
+never sees any of it: it gets a placement, a progress callback and a cancel check.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
+import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import comfy.model_management as mm
 import comfy.utils
@@ -28,6 +31,7 @@ from ..hallo_pipeline.download import fetch
 from ..hallo_pipeline.errors import InputError
 from ..hallo_pipeline.families import family_of, holds_weights, locate, official_files
 from ..hallo_pipeline.families import load_pipeline as load_family_pipeline
+from ..hallo_pipeline.latent_preview import SD15
 
 MODEL_FOLDER_KIND = "hallo"
 DEVICE_OPTIONS = ["auto", "low_vram", "cpu"]
@@ -210,15 +214,125 @@ def load_pipeline(folder: Path, variant: str, precision: str, device_option: str
 # progress, cancel, outputs
 # ----------------------------------------------------------------------------------------------
 class ProgressReporter:
-    """The pipeline's progress callback: one ComfyUI progress bar over all steps of all clips."""
+    """The pipeline's progress callback: one ComfyUI progress bar over all steps of all clips, carrying a preview
+    of the clip being sampled when the user's preview method asks for one (`LivePreviews`)."""
 
-    def __init__(self):
+    def __init__(self, previews: LivePreviews | None = None):
         self.bar = None
+        self.previews = previews if previews is not None else LivePreviews.for_this_run()
 
     def __call__(self, progress) -> None:
         if self.bar is None:
             self.bar = comfy.utils.ProgressBar(progress.total)
-        self.bar.update_absolute(progress.done, progress.total)
+        image = None
+        if self.previews is not None and progress.preview is not None:
+            if self.previews.due():
+                image = self.previews.image(progress.preview)
+            if progress.done == progress.total:
+                self.previews.log_cost()
+        self.bar.update_absolute(progress.done, progress.total, image)
+
+
+def preview_method() -> str:
+    """The user's preview method (--preview-method, which newer ComfyUI lets a prompt override): none, auto,
+    latent2rgb or taesd."""
+    try:
+        from comfy.cli_args import args
+    except ImportError:
+        return "none"
+    method = getattr(args, "preview_method", None)
+    return str(getattr(method, "value", method) or "none")
+
+
+class LivePreviews:
+    """Sampler previews through ComfyUI's own previewers (`latent_preview`), the middle frame of the clip, within
+    a time budget: after the first step's, a preview is made only when the previews so far plus one more (priced
+    at the dearest one yet) stay within `share` of the time since sampling began. So however fast the steps and
+    slow the previewer, the previews take about that share, or the first preview's time if that is more."""
+
+    SHARE = 0.02  # under the 3 % we promise, with room for a preview dearer than any before it
+
+    def __init__(self, method: str, share: float = SHARE, clock: Callable[[], float] = time.perf_counter):
+        self.method, self.share, self.clock = method, share, clock
+        self.start, self.spent, self.dearest, self.count = clock(), 0.0, 0.0, 0
+        self.sending: float | None = None  # seconds the server spends sending one preview (`_time_sending`)
+        self._previewer = None
+        self._looked = False
+
+    @classmethod
+    def for_this_run(cls) -> LivePreviews | None:
+        """None when the method is none: then nothing at all is done for previews."""
+        method = preview_method()
+        return None if method == "none" else cls(method)
+
+    def due(self) -> bool:
+        if self._looked and self._previewer is None:
+            return False  # these latents have no previewer: stop asking for them
+        return self.spent + self.dearest <= self.share * (self.clock() - self.start)
+
+    def image(self, make_preview) -> tuple | None:
+        """ComfyUI's preview tuple (format, PIL image, max size) for the library's `Progress.preview`, or None
+        when this latent space has no previewer."""
+        begin = self.clock()
+        try:
+            preview = make_preview()
+            frame = preview.middle.float()
+            previewer = self.previewer(preview, frame.device)
+            image = None if previewer is None else previewer.decode_latent_to_preview_image("JPEG", frame)
+            if image is not None and self.sending is None:
+                self.sending = self._time_sending(image)
+            return image
+        finally:
+            cost = self.clock() - begin + (self.sending or 0.0)
+            self.spent += cost
+            self.dearest = max(self.dearest, cost)
+            self.count += 1
+
+    def _time_sending(self, image: tuple) -> float:
+        """What the server does with each preview, on its own thread: fit it into the preview size, encode it.
+        Done once here on the first preview, timed, and charged to every preview, so the budget holds for all
+        the work a preview causes, not only ours."""
+        from PIL import ImageOps
+
+        begin = self.clock()
+        kind, picture, size = image
+        if size:
+            picture = ImageOps.contain(picture, (size, size))
+        picture.save(io.BytesIO(), format=kind, quality=95)
+        return self.clock() - begin
+
+    def log_cost(self) -> None:
+        elapsed = self.clock() - self.start
+        logging.debug("Hallo previews: %d took %.3f s of %.3f s sampling (%.2f %%)", self.count, self.spent, elapsed,
+                      100 * self.spent / max(elapsed, 1e-9))
+
+    def previewer(self, preview, device: torch.device):
+        """The previewer for this run's latents, chosen once: ComfyUI's own choice (TAESD from models/vae_approx
+        where the user asks for it and has the file, else latent2rgb) for the SD 1.5 latents; for the CogVideoX
+        latents, for which ComfyUI has neither, latent2rgb with the map fitted to the portrait."""
+        if not self._looked:
+            self._looked = True
+            self._previewer = _comfy_previewer(preview, self.method, device)
+        return self._previewer
+
+
+def _comfy_previewer(preview, method: str, device: torch.device):
+    try:
+        import latent_preview
+    except ImportError:
+        logging.info("Hallo: this ComfyUI has no latent_preview module, so the sampler shows no previews")
+        return None
+    if preview.space == SD15:
+        from comfy.latent_formats import SD15 as SD15Format
+
+        return latent_preview.get_previewer(device, SD15Format())
+    if preview.rgb is None:
+        logging.info("Hallo: no preview colours for %s latents, so the sampler shows no previews", preview.space)
+        return None
+    if method == "taesd":
+        logging.info("Hallo: there is no TAESD decoder for %s latents; the previews use latent2rgb with colours "
+                     "fitted to the portrait", preview.space)
+    return latent_preview.Latent2RGBPreviewer(preview.rgb.factors.tolist(), preview.rgb.bias.tolist())
 
 
 def download_missing(folder: Path, variant: str) -> None:

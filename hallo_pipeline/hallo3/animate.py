@@ -23,7 +23,7 @@ from ..devices import Placement
 from ..progress import Progress
 from .family import DEFAULT_PROMPT, FAMILY, Hallo3Files, Hallo3Settings
 from .pipeline import Hallo3Generator
-from .stages import Hallo3Stages, step_callback
+from .stages import Hallo3Stages, StepReport
 
 log = logging.getLogger("hallo_pipeline")
 
@@ -124,11 +124,12 @@ class Hallo3Pipeline(Hallo3Stages):
         segments, steps = segment_count(conditions.frames, stride), settings.steps
         log.info("%d frames in %d segment(s) of %d steps", conditions.frames, segments, steps)
 
-        on_step = step_callback(segments, steps, progress, should_cancel)
+        report = StepReport(segments, steps, progress, should_cancel)
 
         with VideoWriter(target.path, fps=FPS, audio=waveform, sample_rate=sample_rate) as writer:
             for segment in self.generator.generate(
-                conditions, settings.seed, steps=steps, guidance=settings.guidance_scale, on_step=on_step
+                conditions, settings.seed, steps=steps, guidance=settings.guidance_scale, on_step=report,
+                on_reference=report.reference,
             ):
                 # The release's uint8 conversion (truncation), and its crop back to a square photo's shape.
                 frames = face.video_frames(segment.frames)

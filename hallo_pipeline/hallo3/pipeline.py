@@ -226,9 +226,11 @@ class Hallo3Generator:
         guidance: float = GUIDANCE_SCALE,
         noise: NoiseSource | None = None,
         on_step: Callable[[int, Step, torch.Tensor, torch.Tensor], None] | None = None,
+        on_reference: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
     ) -> Iterator[SegmentOutput]:
-        """The video segment by segment (a generator). `noise` replaces the seeded source (e.g. recorded draws)."""
+        """The video segment by segment (a generator). `noise` replaces the seeded source (e.g. recorded draws);
+        `on_step`, `on_reference`: see `generate_segments`."""
         settings = LoopSettings.from_config(self.config, steps=steps, guidance=guidance)
         noise = noise if noise is not None else SeededNoise(seed)
         return generate_segments(self.nets, self.vae, conditions, noise, settings, placement=self.placement,
-                                 tiled_decode=self.memory.tiled_decode, on_step=on_step)
+                                 tiled_decode=self.memory.tiled_decode, on_step=on_step, on_reference=on_reference)

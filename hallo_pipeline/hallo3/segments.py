@@ -201,9 +201,12 @@ def generate_segments(
     placement: Placement | None = None,
     tiled_decode: bool = False,
     on_step: Callable[[int, Step, torch.Tensor, torch.Tensor], None] | None = None,
+    on_reference: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
 ) -> Iterator[SegmentOutput]:
     """Run the loop on `placement.device` (default: where the main DiT is, nothing moved); `on_step(segment, step,
-    x, denoised)` after each sampler step (progress; raise to cancel).
+    x, denoised)` after each sampler step (progress; raise to cancel); `on_reference(latent, image)` once, before
+    the first step, with the reference portrait's latent (z, h, w) and the portrait (3, H, W) in [-1, 1] (a pair
+    in this VAE's space that previews fit their colours on; nothing is computed for it).
 
     Each network computes inside `placement.use(...)`, one at a time: the VAE for a segment's encodes, the
     reference DiT once per video for the bank, the main DiT for the bank's K/V and each segment's sampling, the
@@ -237,6 +240,8 @@ def generate_segments(
                 # Once per video, its draw after segment 0's concat encode (the release's order).
                 ref_latent = encode(vae, conditions.reference.to(device=device, dtype=torch.float32)[:, :, None],
                                     noise)
+                if on_reference is not None:
+                    on_reference(ref_latent[0, 0], conditions.reference[0])
         if first:
             with placement.use(ref_dit, memory=memory["reference_bank"]):
                 bank, _ = ref_dit.reference_bank(ref_latent)

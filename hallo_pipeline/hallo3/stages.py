@@ -23,6 +23,7 @@ import torch
 from ..config import CROP_SCALE, FPS
 from ..errors import Cancelled, InputError
 from ..frames import FrameSegment
+from ..latent_preview import COGVIDEOX, RGBFit, previewer
 from ..progress import Progress
 from .face import Hallo3Face
 from .family import DEFAULT_PROMPT, FAMILY, Hallo3Settings, check_prompt, refuse_hallo_options
@@ -47,19 +48,28 @@ class Hallo3Reference:
         return self.face.portrait.working_size
 
 
-def step_callback(segments: int, steps: int, progress: Callable[[Progress], None] | None,
-                  should_cancel: Callable[[], bool] | None) -> Callable:
-    """The segment loop's `on_step`: one `Progress` over all steps of all segments, then the cancel check (so
-    Cancel stops inside a segment, after the step that is running)."""
+class StepReport:
+    """The segment loop's `on_step` (call it) and `on_reference`: one `Progress` over all steps of all segments,
+    carrying a preview of the segment's predicted latents, then the cancel check (so Cancel stops inside a
+    segment, after the step that is running)."""
 
-    def on_step(segment: int, step, x, denoised) -> None:
-        if progress is not None:
-            done = segment * steps + step.index + 1
-            progress(Progress(segment, segments, step.index + 1, steps, done, segments * steps, unit="segment"))
-        if should_cancel is not None and should_cancel():
+    def __init__(self, segments: int, steps: int, progress: Callable[[Progress], None] | None,
+                 should_cancel: Callable[[], bool] | None):
+        self.segments, self.steps = segments, steps
+        self.progress, self.should_cancel = progress, should_cancel
+        self.rgb = None  # the preview colours, fitted on the reference portrait when a preview first asks
+
+    def reference(self, latent: torch.Tensor, image: torch.Tensor) -> None:
+        self.rgb = RGBFit(latent, image)
+
+    def __call__(self, segment: int, step, x, denoised) -> None:
+        if self.progress is not None:
+            done = segment * self.steps + step.index + 1
+            self.progress(Progress(segment, self.segments, step.index + 1, self.steps, done,
+                                   self.segments * self.steps, unit="segment",
+                                   preview=previewer(denoised[0], COGVIDEOX, self.rgb)))
+        if self.should_cancel is not None and self.should_cancel():
             raise Cancelled("generation was cancelled")
-
-    return on_step
 
 
 class Hallo3Stages:
@@ -192,10 +202,10 @@ class Hallo3Stages:
         segments = segment_count(end, stride)
         steps = settings.steps
 
-        on_step = step_callback(segments, steps, progress, should_cancel)
+        report = StepReport(segments, steps, progress, should_cancel)
         parts = []
-        for segment in self.generator.generate(conditions, settings.seed, steps=steps,
-                                               guidance=settings.guidance_scale, on_step=on_step):
+        for segment in self.generator.generate(conditions, settings.seed, steps=steps, guidance=settings.guidance_scale,
+                                               on_step=report, on_reference=report.reference):
             u8 = torch.from_numpy(reference.face.video_frames(segment.frames))
             parts.append(u8.permute(0, 3, 1, 2).float().div(255))
             if segment.index + 1 >= segments:

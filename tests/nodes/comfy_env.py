@@ -20,7 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = Path(__file__).resolve().parent / "standin"
-COMFY_MODULES = ("folder_paths", "comfy", "comfy_api")
+COMFY_MODULES = ("folder_paths", "comfy", "comfy_api", "latent_preview")
 
 
 def _purge(prefixes) -> dict[str, ModuleType]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 
@@ -124,3 +126,109 @@ def test_outputs_go_to_the_intermediate_device_and_video_carries_frames_audio_ra
     assert components.images is images and components.audio is audio and components.frame_rate == Fraction(25)
     assert glue.make_video(images, None, 29.97).get_components().frame_rate == Fraction(2997, 100)
     assert glue.to_output(images).device == torch.device("cpu")
+
+
+def _preview_method(name: str) -> None:
+    cli = importlib.import_module("comfy.cli_args")
+    cli.args.preview_method = cli.LatentPreviewMethod(name)
+
+
+def _steps(comfy, previews, total=4, preview=None):
+    """Report `total` steps of one clip; returns what the progress hook received per step."""
+    glue = comfy.module("nodes.comfy_glue")
+    Progress = comfy.module("hallo_pipeline.progress").Progress
+    seen = []
+    sys.modules["comfy.utils"].set_progress_bar_global_hook(
+        lambda v, t, image, node_id=None: seen.append((v, image)))
+    report = glue.ProgressReporter(previews)
+    for done in range(1, total + 1):
+        report(Progress(0, 1, done, total, done, total, preview=preview))
+    return seen
+
+
+def test_preview_method_none_does_no_preview_work(comfy) -> None:
+    glue, latent_preview = comfy.module("nodes.comfy_glue"), __import__("latent_preview")
+    _preview_method("none")
+
+    def never():
+        raise AssertionError("a preview was built although the preview method is none")
+
+    assert glue.LivePreviews.for_this_run() is None
+    seen = _steps(comfy, None, preview=never)
+    assert [image for _, image in seen] == [None] * 4 and latent_preview.asked == []
+
+
+@pytest.mark.parametrize("method", ["auto", "latent2rgb", "taesd"])
+def test_hallo_previews_go_through_comfyuis_previewer_for_sd15_latents(comfy, method) -> None:
+    glue, latent_preview = comfy.module("nodes.comfy_glue"), __import__("latent_preview")
+    LatentPreview = comfy.module("hallo_pipeline.latent_preview").LatentPreview
+    _preview_method(method)
+    latents = torch.randn(5, 4, 6, 7)  # frames first
+    previews = glue.LivePreviews.for_this_run()
+    previews.share = float("inf")  # no budget: a preview at every step
+    seen = _steps(comfy, previews, preview=lambda: LatentPreview(latents, "sd15"))
+    ((asked, fmt),) = latent_preview.asked  # chosen once per run, by ComfyUI, for SD 1.5 latents
+    assert asked == method and type(fmt).__name__ == "SD15"
+    assert [(value, image[0], image[1].size) for value, image in seen] == [(k, "JPEG", (7, 6)) for k in range(1, 5)]
+    previewer = previews.previewer(None, None)
+    assert len(previewer.decoded) == 4 and torch.equal(previewer.decoded[0], latents[2][None])  # the middle frame
+
+
+def test_hallo3_previews_use_the_fitted_colours_and_say_there_is_no_taesd(comfy, caplog) -> None:
+    glue = comfy.module("nodes.comfy_glue")
+    lp = comfy.module("hallo_pipeline.latent_preview")
+    _preview_method("taesd")
+    g = torch.Generator().manual_seed(0)
+    rgb = lp.LatentRGB(torch.randn(16, 3, generator=g), torch.randn(3, generator=g))
+    latents = torch.randn(3, 16, 6, 9, generator=g)
+    previews = glue.LivePreviews.for_this_run()
+    previews.share = float("inf")
+    with caplog.at_level("INFO"):
+        seen = _steps(comfy, previews, total=2, preview=lambda: lp.LatentPreview(latents, "cogvideox", rgb))
+    assert "no TAESD decoder for cogvideox latents" in caplog.text
+    image = torch.tensor(np.asarray(seen[0][1][1]), dtype=torch.float32) / 255
+    torch.testing.assert_close(image, ((rgb(latents[1]).movedim(0, -1) + 1) / 2).clamp(0, 1), rtol=0, atol=0.5 / 255)
+    assert __import__("latent_preview").asked == []  # ComfyUI's own choice knows no CogVideoX colours
+
+
+def test_latents_without_a_previewer_are_asked_for_once(comfy, caplog) -> None:
+    glue = comfy.module("nodes.comfy_glue")
+    LatentPreview = comfy.module("hallo_pipeline.latent_preview").LatentPreview
+    _preview_method("latent2rgb")
+    asked = []
+    previews = glue.LivePreviews.for_this_run()
+    previews.share = float("inf")
+    with caplog.at_level("INFO"):
+        seen = _steps(comfy, previews, preview=lambda: asked.append(1) or LatentPreview(torch.zeros(1, 16, 2, 2),
+                                                                                         "cogvideox"))
+    assert len(asked) == 1 and [image for _, image in seen] == [None] * 4
+    assert "no preview colours for cogvideox latents" in caplog.text
+
+
+@pytest.mark.parametrize("ours", [True, False], ids=["our-cost", "the-servers-cost"])
+def test_previews_take_at_most_their_share_of_the_sampling_time(comfy, ours) -> None:
+    """A fake clock: each step takes 1 s, each preview 0.25 s (our decode, or the server's resize and encode,
+    timed once and charged to each); with a 2 % share, a preview every ~13 steps."""
+    glue = comfy.module("nodes.comfy_glue")
+    LatentPreview = comfy.module("hallo_pipeline.latent_preview").LatentPreview
+    _preview_method("latent2rgb")
+    now = [0.0]
+    previews = glue.LivePreviews("latent2rgb", share=0.02, clock=lambda: now[0])
+    timings = []
+    previews._time_sending = lambda image: timings.append(image) or (0.0 if ours else 0.25)
+
+    def preview():
+        now[0] += 0.25 if ours else 0.0
+        return LatentPreview(torch.zeros(1, 4, 2, 2), "sd15")
+
+    report = glue.ProgressReporter(previews)
+    Progress = comfy.module("hallo_pipeline.progress").Progress
+    shown = []
+    sys.modules["comfy.utils"].set_progress_bar_global_hook(
+        lambda v, t, image, node_id=None: shown.append(image is not None))
+    for done in range(1, 201):
+        now[0] += 1.0
+        report(Progress(0, 1, done, 200, done, 200, preview=preview))
+    assert shown[0] and len(timings) == 1  # the first step shows one at once; the sending is timed once
+    assert previews.count == sum(shown) and 10 <= previews.count <= 20
+    assert previews.spent <= 0.02 * now[0]  # each preview made only where it fits in the share

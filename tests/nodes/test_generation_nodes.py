@@ -4,6 +4,7 @@ preprocessing nodes, whose own tests run the real models)."""
 
 from __future__ import annotations
 
+import importlib
 from types import SimpleNamespace
 
 import pytest
@@ -118,6 +119,24 @@ def test_progress_per_step_and_cancel_mid_clip(run, pipeline) -> None:
     finally:
         utils.set_progress_bar_global_hook(None)
     assert seen == [(1, 6), (2, 6), (3, 6)]  # 3 clips x 2 steps; stopped inside clip 1
+
+
+def test_the_sampler_shows_previews_of_the_clip_when_comfyui_asks(run, pipeline) -> None:
+    env = run.env
+    (reference,) = run("HalloReferenceEncode", pipeline=pipeline, face=_face(env))
+    cli = importlib.import_module("comfy.cli_args")
+    seen = []
+    utils = env.module("nodes.comfy_glue").comfy.utils
+    utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: seen.append((value, preview)))
+    try:
+        cli.args.preview_method = cli.LatentPreviewMethod.Latent2RGB
+        _sample(run, pipeline, reference, _audio(env, pipeline))
+    finally:
+        utils.set_progress_bar_global_hook(None)
+        cli.args.preview_method = cli.LatentPreviewMethod.NoPreviews
+    images = [preview for _, preview in seen if preview is not None]
+    assert [value for value, _ in seen] == list(range(1, 7)) and seen[0][1] is not None  # the first step at once
+    assert all(kind == "JPEG" and image.size == (SIZE // 8, SIZE // 8) for kind, image, _ in images)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ refused by name; the frames equal to the command line's; the example workflow en
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 
@@ -149,6 +150,28 @@ def test_sampler_stitch_and_paste_back_make_the_photo_talk(run, pipeline, face_o
     outside[y0:y1, x0:x1] = False
     if outside.any():
         assert (pasted[3][outside] - photo[outside]).abs().max() < 1.5 / 255  # untouched outside the crop
+
+
+@pytest.mark.slow  # a whole Hallo3 sampler run (~10 s); the glue's own tests cover previews in the default run
+def test_the_sampler_shows_previews_in_colours_fitted_to_the_portrait(run, pipeline, face_outputs, embedded,
+                                                                     working_size) -> None:
+    env = run.env
+    (reference,) = run("HalloReferenceEncode", pipeline=pipeline, face=face_outputs[0])
+    cli = importlib.import_module("comfy.cli_args")
+    seen = []
+    utils = env.module("nodes.comfy_glue").comfy.utils
+    utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: seen.append((value, preview)))
+    try:
+        cli.args.preview_method = cli.LatentPreviewMethod.TAESD  # none for CogVideoX: the fitted colours instead
+        _sample(run, pipeline, reference, embedded[0])
+    finally:
+        utils.set_progress_bar_global_hook(None)
+        cli.args.preview_method = cli.LatentPreviewMethod.NoPreviews
+    height, width = (side // pipeline.generator.config.segment.vae_factor for side in working_size)
+    assert [value for value, _ in seen][:2] == [1, 2] and seen[0][1] is not None  # the first step shows one
+    kind, image, _ = seen[0][1]
+    assert kind == "JPEG" and image.size == (width, height)
+    assert __import__("latent_preview").asked == []  # not ComfyUI's choice: it has no colours for CogVideoX
 
 
 def test_cancel_stops_inside_a_segment(run, pipeline, face_outputs, embedded) -> None:

@@ -17,6 +17,7 @@ import torch
 from ...config import CLIP_LENGTH, GUIDANCE, SEED, STEPS, RegionWeights
 from ...devices import Placement
 from ...errors import Cancelled, InputError
+from ...latent_preview import SD15, previewer
 from ...progress import Progress  # shared by the families (hallo_pipeline.progress)
 from ..config import MotionModuleConfig
 from ..models import HalloNet
@@ -235,12 +236,15 @@ class ClipSampler:
                     self.net, latents, t_device, inputs.identity, audio_tokens, reference, s.guidance_scale, s.weights,
                     between_blocks=self._check_cancel,
                 )
-                latents = self.scheduler.step(out.guided.float(), t, latents, eta=0.0).prev_sample
+                step = self.scheduler.step(out.guided.float(), t, latents, eta=0.0)
+                latents = step.prev_sample
                 trace(f"step{j}.model_output", out.guided)
                 trace(f"step{j}.latents", latents)
                 done += 1
                 if self.progress is not None:
-                    self.progress(Progress(clip, len(clips), j + 1, s.steps, done, total))
+                    # DDIM's x0 prediction, (1, C, F, h, w) -> frames first: a view, nothing computed.
+                    x0 = step.pred_original_sample[0].transpose(0, 1)
+                    self.progress(Progress(clip, len(clips), j + 1, s.steps, done, total, preview=previewer(x0, SD15)))
             trace("final_latents", latents)
             with self.placement.use(self.codec.vae):
                 frames = self.codec.decode(latents[0].transpose(0, 1))

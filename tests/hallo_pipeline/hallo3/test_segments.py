@@ -17,6 +17,8 @@ from hallo_pipeline.hallo3.segments import (
     generate_segments,
     segment_count,
 )
+from hallo_pipeline.hallo3.stages import StepReport
+from hallo_pipeline.latent_preview import fit_latent_rgb
 from tests.hallo_pipeline.hallo3.tiny import TINY, random_networks
 
 SETTINGS = LoopSettings.from_config(TINY, steps=3)
@@ -172,3 +174,27 @@ def test_reference_of_another_size_is_named(nets):
     bad = VideoConditions(c.image, c.reference[..., :-8], c.face_embedding, c.text, c.audio, c.frames)
     with pytest.raises(InputError, match="reference"):
         next(generate_segments(nets, StandInVAE(), bad, SeededNoise(0), SETTINGS))
+
+
+def test_previews_offer_each_steps_prediction_in_colours_fitted_on_the_reference(nets):
+    conditions = _conditions(SETTINGS.stride + 1)
+    pairs, seen = [], []
+    report = StepReport(2, SETTINGS.steps, lambda p: seen.append((p, p.preview())), should_cancel=None)
+
+    def on_reference(latent, image):
+        pairs.append((latent.clone(), image))
+        report.reference(latent, image)
+
+    segments = list(generate_segments(nets, StandInVAE(), conditions, SeededNoise(0), SETTINGS, on_step=report,
+                                      on_reference=on_reference))
+    assert len(segments) == 2 and len(seen) == 2 * SETTINGS.steps
+    ((latent, image),) = pairs  # once per video
+    assert latent.shape == (TINY.segment.latent_channels, H // 8, W // 8)
+    assert torch.equal(image, conditions.reference[0])
+    for index, segment in enumerate(segments):
+        progress, preview = seen[(index + 1) * SETTINGS.steps - 1]
+        assert (progress.clip, progress.step, preview.space) == (index, SETTINGS.steps, "cogvideox")
+        torch.testing.assert_close(preview.latents, segment.latent[0])  # the last step's x0 is the segment's latent
+    expected = fit_latent_rgb(latent, image)
+    assert all(p.rgb is seen[0][1].rgb for _, p in seen)  # fitted once for the whole video
+    torch.testing.assert_close(seen[0][1].rgb.factors, expected.factors)

@@ -163,3 +163,20 @@ def test_settings_refuse_what_a_run_cannot_honour(change, message) -> None:
     with pytest.raises(InputError, match=message) as error:
         SamplerSettings(**{"steps": 2, "clip_length": CLIP, key: value() if callable(value) else value})
     assert error.value.input in (key, "guidance_scale", "pose_weight", "lip_weight")
+
+
+def test_each_step_offers_the_clips_predicted_latents_for_a_preview(parts) -> None:
+    net, codec, inputs = parts
+    traced, previews = {}, []
+
+    def progress(p) -> None:
+        preview = p.preview()
+        previews.append((p.clip, p.step, preview.latents.clone(), preview.space))
+
+    sampler = ClipSampler(net, codec, _settings(), progress=progress, trace=lambda n, t: traced.__setitem__(n, t))
+    list(sampler.run(inputs, range(0, 1)))
+    (_, _, first, space), (_, _, last, _) = previews
+    assert space == "sd15" and first.shape == (CLIP, 4, SIZE // 8, SIZE // 8)  # frames first
+    # DDIM's x0: after the last step it is the clip's final latents; after the first, not the noisy latents.
+    torch.testing.assert_close(last, traced["clip0.final_latents"][0].transpose(0, 1))
+    assert not torch.allclose(first, traced["clip0.step0.latents"][0].transpose(0, 1), atol=1e-3)
