@@ -412,6 +412,11 @@ def _write_results(out: Path, figures: dict, argv: list[str]) -> None:
     out.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
     two, one, speed = figures["two_instances_s"], figures["one_instance_s"], figures["speedup"]
     cva = figures["collected_vs_alone"]
+
+    def levels(c: dict) -> str:
+        return f"shapes differ: {c['shapes']}" if c["max"] is None else \
+            f"max {c['max']}, mean {c['mean']:.3f} over {c['frames']} frames"
+
     lines = [
         "# Two ComfyUIs through ComfyUI-Distributed vs one (tiny models, CPU)",
         "",
@@ -428,10 +433,10 @@ def _write_results(out: Path, figures: dict, argv: list[str]) -> None:
         "",
         "Frames (8-bit levels, max / mean absolute difference):",
         "",
-        f"- collected segment 0 (master) vs rendered alone: {cva['segment_0 (master)']}",
-        f"- collected segment 1 (worker, sent back as 8-bit PNG) vs rendered alone: {cva['segment_1 (worker)']}",
-        f"- final video, two instances vs one: {figures['final_two_vs_one_instance']}",
-        f"- final video, two instances vs CLI shards + join: {figures['final_two_instances_vs_cli_join']}",
+        f"- collected segment 0 (master) vs rendered alone: {levels(cva['segment_0 (master)'])}",
+        f"- collected segment 1 (worker, sent as 8-bit PNG) vs rendered alone: {levels(cva['segment_1 (worker)'])}",
+        f"- final video, two instances vs one: {levels(figures['final_two_vs_one_instance'])}",
+        f"- final video, two instances vs CLI shards + join: {levels(figures['final_two_instances_vs_cli_join'])}",
         f"- seam ratio (largest frame change across the join / median frame change): {figures['seam_ratio']:.2f}",
         "",
         f"Passed: {figures['passed']}",
