@@ -49,7 +49,10 @@ PHOTOS = {  # name: (window of the astronaut photo: top, left, height, width; up
 }
 
 
-@pytest.mark.parametrize("window, upscale, max_side", PHOTOS.values(), ids=PHOTOS.keys())
+@pytest.mark.parametrize("window, upscale, max_side", [  # the uncapped 3000x2000 with the slow tests (8 s)
+    pytest.param(*value, id=name, marks=[pytest.mark.slow] if name == "3000x2000" else [])
+    for name, value in PHOTOS.items()
+])
 def test_any_photo_in_the_same_photo_out(tiny_model_folder, tmp_path, window, upscale, max_side) -> None:
     """A real photo of any shape comes back whole, its size kept (or capped), the face animated, with sound."""
     import numpy as np

@@ -193,6 +193,7 @@ def test_cancel_stops_inside_a_segment(run, pipeline, face_outputs, embedded) ->
     assert seen == [1]
 
 
+@pytest.mark.slow  # about 15 s: a whole command-line run beside the nodes'
 def test_the_nodes_give_the_command_lines_frames(run, pipeline, tmp_path, monkeypatch) -> None:
     """Face Mask (stretch) -> Sampler gives, frame for frame, what `animate` writes for the same inputs."""
     env = run.env

@@ -63,8 +63,8 @@ PHOTOS = {  # name: (window of the astronaut photo: top, left, height, width; up
 }
 
 
-# Two of the four shapes run with the slow tests, to keep the default run within its time budget.
-SLOW_PHOTOS = {"landscape-16x9", "square"}
+# Three of the four shapes run with the slow tests, to keep the default run within its time budget.
+SLOW_PHOTOS = {"landscape-16x9", "square", "3000x2000-capped"}
 
 
 @pytest.mark.parametrize("window, upscale, max_side", [
@@ -198,6 +198,7 @@ def test_memory_options_reach_the_loader(folder, tmp_path, monkeypatch, options,
     assert (seen["fp8"], seen["offload_blocks"], seen["tiled_decode"]) == expected
 
 
+@pytest.mark.slow  # about 12 s; the low-VRAM options' wiring is tested above without a run
 def test_a_low_vram_run_makes_the_video(folder, working_size, tmp_path) -> None:
     """fp8 storage and streamed layers run end to end (on the CPU: the same code paths a GPU takes)."""
     audio = write_wav(tmp_path / "speech.wav", 0.3)
