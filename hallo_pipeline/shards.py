@@ -136,8 +136,8 @@ def join_files(paths: list[str | Path], audio: str | Path, output: str | Path, i
     from .audio.features import frame_count
     from .audio.io import SAMPLE_RATE, load_audio, to_mono_16k
 
-    plan, by_index, _ = _check_shards(paths)
-    frames = joined_frames(paths, image)  # checks the photo before the audio is read
+    plan, by_index, recipe = _check_shards(paths)
+    frames = _joined(plan, by_index, recipe, image)  # checks the photo before the audio is read
     waveform, sample_rate = load_audio(audio)
     count = frame_count(to_mono_16k(waveform, sample_rate).shape[-1], SAMPLE_RATE, plan.fps)
     if count != plan.total_frames:
@@ -155,9 +155,12 @@ def joined_frames(paths: list[str | Path], image=None) -> Iterator:
     """The joined video `join_files` writes, a batch at a time: (N, 3, H, W) float frames of whole-frame shards,
     or (1, H, W, 3) uint8 photos with crops pasted back into `image`. The shards and the photo are checked
     before the first batch is asked for."""
+    return _joined(*_check_shards(paths), image)
+
+
+def _joined(plan: SegmentPlan, by_index: dict[int, Path], recipe: dict | None, image) -> Iterator:
     from .video import frames_to_uint8
 
-    plan, by_index, recipe = _check_shards(paths)
     paste = _paste_back(recipe, image) if recipe else None
 
     def batches():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..hallo_pipeline.config import CLIP_LENGTH
 from ..hallo_pipeline.families import mode_options
@@ -22,9 +23,16 @@ class EmbeddedAudio:
     clip_length: int  # the features are padded to whole clips of this length
     mode: str  # the mode the audio was embedded for (`pipeline.resolve_mode`): Hallo's one pass or Hallo2's chunks
     seconds: float  # length of the track
-    # RMS per video frame of the track (before vocal separation), where Hallo Segment Plan cuts long audio; the
-    # command line plans from the same track, so both cut in the same places.
-    loudness: object = None
+    track: tuple | None = None  # (waveform (C, T), sample rate) before vocal separation, for `loudness`
+
+    @cached_property
+    def loudness(self):
+        """RMS per video frame of the track, where Hallo Segment Plan cuts long audio (the command line plans from
+        the same track, so both cut in the same places); measured only when a plan asks, once. None without
+        a track."""
+        from ..hallo_pipeline.independent import frame_loudness
+
+        return None if self.track is None else frame_loudness(*self.track)
 
     @property
     def frames(self) -> int:
@@ -71,8 +79,6 @@ class HalloAudioEmbed(io.ComfyNode):
 
     @classmethod
     def execute(cls, pipeline, audio: dict, separate_vocals: bool, mode: str, clip_length: int) -> io.NodeOutput:
-        from ..hallo_pipeline.independent import frame_loudness
-
         with blame(NODE_ID, "audio"):
             waveform, sample_rate = single_audio(audio)
         if separate_vocals:
@@ -82,6 +88,6 @@ class HalloAudioEmbed(io.ComfyNode):
             features = pipeline.encode_audio(waveform, sample_rate, clip_length, separate_vocals, mode=mode)
         resolved = pipeline.resolve_mode(mode)
         embedded = EmbeddedAudio(features, clip_length, resolved, waveform.shape[-1] / sample_rate,
-                                 frame_loudness(waveform.numpy(), sample_rate))
+                                 (waveform.numpy(), sample_rate))
         used = make_audio(glue.to_output(waveform), sample_rate)
         return io.NodeOutput(embedded, embedded.frames, used)
